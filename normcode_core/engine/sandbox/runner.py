@@ -1,0 +1,376 @@
+"""ScriptSandbox: the engine side of the long-lived script worker of one run.
+
+One worker process per run, started on the first script call and reused for every later
+call (a fresh interpreter per step would dominate the cost of script-heavy plans). Each call
+still runs the script text in fresh globals, as upstream does.
+
+Calls are pipelined: concurrent steps write their requests at once and the worker answers
+them in order, so many script steps share a few process wake-ups. The worker runs one script
+at a time; the timeout of a call counts from the moment the worker starts it. A call that
+times out, hits the memory limit, kills the worker or escapes with SystemExit raises
+`ScriptFailure`; the worker is replaced, and calls queued behind it (not started yet) are sent
+to the new worker.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import codec
+
+WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
+
+# A lone call polls the pipe this long before yielding to the event loop: most script calls
+# take well under a millisecond, and an event-loop round trip costs more than that.
+_SPIN_S = 0.002
+
+# Environment variables a script may see; everything else (API keys, tokens) stays in the server.
+_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
+
+
+class ScriptFailure(Exception):
+    """A script call that could not complete: timeout, memory limit, crash or exit."""
+
+    def __init__(self, kind: str, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.details = details
+
+
+@dataclass(frozen=True)
+class ScriptOutcome:
+    """The result of a call that completed; `raised` means the script raised an exception."""
+
+    value: Any = None
+    raised: bool = False
+    error_type: str = ""
+    message: str = ""
+    traceback: str = ""
+    has_result: bool = True  # exec style only: whether the script set the global `result`
+
+
+@dataclass
+class _Call:
+    request: dict[str, Any]
+    code: str
+    code_id: str
+    filename: str
+    future: asyncio.Future[dict[str, Any]]
+    started: float | None = None  # when the worker began it (it was at the head of the queue)
+
+
+@dataclass
+class _Worker:
+    process: subprocess.Popen[bytes]
+    known_code: set[str] = field(default_factory=set)
+    inflight: deque[_Call] = field(default_factory=deque)
+    inbox: bytearray = field(default_factory=bytearray)
+    outbox: bytearray = field(default_factory=bytearray)
+    writing: bool = False
+    watchdog: asyncio.TimerHandle | None = None
+
+
+class ScriptSandbox:
+    def __init__(
+        self,
+        cwd: str | os.PathLike[str],
+        *,
+        timeout_s: float = 60.0,
+        memory_mb: int = 1024,
+        log_path: str | os.PathLike[str] | None = None,
+        python: str = sys.executable,
+    ) -> None:
+        self.cwd = Path(cwd)
+        self.timeout_s = timeout_s
+        self.memory_mb = memory_mb
+        self.log_path = Path(log_path) if log_path else None
+        self.python = python
+        self.calls = 0
+        self.workers_started = 0
+        self._worker: _Worker | None = None
+        self._ids = itertools.count(1)
+        self._closed = False
+
+    # -- public API ------------------------------------------------------------------------
+
+    async def call_function(
+        self,
+        code: str,
+        params: dict[str, Any],
+        *,
+        function_name: str = "main",
+        filename: str = "<script>",
+        offer_body: bool = True,
+    ) -> ScriptOutcome:
+        """Run `code` in fresh globals, then `function_name(**params)` (plus `body=` if accepted)."""
+        request = {"op": "function", "function": function_name, "params": codec.encode(params), "body": offer_body}
+        return await self._call(request, code, filename)
+
+    async def exec_script(self, code: str, globals_: dict[str, Any], *, filename: str = "<script>") -> ScriptOutcome:
+        """Run `code` with `globals_` as its globals; the value is the global `result` afterwards."""
+        outcome = await self._call({"op": "exec", "globals": codec.encode(globals_)}, code, filename)
+        if outcome.raised:
+            return outcome
+        value = outcome.value or {}
+        return ScriptOutcome(value=value.get("result"), has_result=bool(value.get("has_result")))
+
+    async def worker_pid(self) -> int:
+        """Start the worker if needed and return its process id (tests and diagnostics)."""
+        return self._ensure_worker().process.pid
+
+    async def aclose(self) -> None:
+        self._closed = True
+        worker, self._worker = self._worker, None
+        if worker is None:
+            return
+        self._detach(worker)
+        for call in worker.inflight:
+            if not call.future.done():
+                call.future.set_exception(ScriptFailure("closed", "the script sandbox of this run was closed"))
+        try:
+            worker.process.stdin.close()
+        except OSError:
+            pass
+        try:
+            await asyncio.get_running_loop().run_in_executor(None, worker.process.wait, 2)
+        except subprocess.TimeoutExpired:
+            _kill(worker.process)
+            worker.process.wait()
+        worker.process.stdout.close()
+
+    # -- calls -----------------------------------------------------------------------------
+
+    async def _call(self, request: dict[str, Any], code: str, filename: str) -> ScriptOutcome:
+        if self._closed:
+            raise ScriptFailure("closed", "the script sandbox of this run is closed")
+        call = _Call(
+            request={**request, "id": next(self._ids), "filename": filename},
+            code=code,
+            code_id=hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+            filename=filename,
+            future=asyncio.get_running_loop().create_future(),
+        )
+        self.calls += 1
+        worker = self._ensure_worker()
+        self._send(worker, call)
+        if len(worker.inflight) == 1:
+            self._spin(worker)
+        answer = await call.future
+        return self._outcome(answer, filename)
+
+    def _send(self, worker: _Worker, call: _Call) -> None:
+        request = {**call.request, "code_id": call.code_id}
+        if call.code_id not in worker.known_code:
+            request["code"] = call.code
+            worker.known_code.add(call.code_id)  # later frames may rely on it: frames run in order
+        if not worker.inflight:
+            call.started = time.monotonic()
+            self._arm_watchdog(worker)
+        worker.inflight.append(call)
+        worker.outbox += codec.pack(request)
+        self._flush(worker)
+
+    def _flush(self, worker: _Worker) -> None:
+        fd = worker.process.stdin.fileno()
+        try:
+            while worker.outbox:
+                written = os.write(fd, worker.outbox)
+                del worker.outbox[:written]
+        except BlockingIOError:
+            if not worker.writing:
+                worker.writing = True
+                asyncio.get_running_loop().add_writer(fd, self._flush, worker)
+            return
+        except OSError:
+            self._worker_died(worker)
+            return
+        if worker.writing:
+            worker.writing = False
+            asyncio.get_running_loop().remove_writer(fd)
+
+    def _spin(self, worker: _Worker) -> None:
+        """Poll briefly for the answer of a lone call without yielding to the event loop."""
+        fd = worker.process.stdout.fileno()
+        deadline = time.monotonic() + _SPIN_S
+        while worker is self._worker and worker.inflight and not worker.outbox:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            ready, _, _ = select.select([fd], [], [], remaining)
+            if ready:
+                self._readable(worker)
+
+    def _readable(self, worker: _Worker) -> None:
+        try:
+            chunk = os.read(worker.process.stdout.fileno(), 1 << 20)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._worker_died(worker)
+            return
+        worker.inbox += chunk
+        while len(worker.inbox) >= 4:
+            size = codec.unpack_header(bytes(worker.inbox[:4]))
+            if len(worker.inbox) < 4 + size:
+                break
+            answer = codec.unpack_body(bytes(worker.inbox[4 : 4 + size]))
+            del worker.inbox[: 4 + size]
+            self._answered(worker, answer)
+
+    def _answered(self, worker: _Worker, answer: dict[str, Any]) -> None:
+        call = worker.inflight.popleft()
+        if answer.get("id") != call.request["id"]:
+            self._worker_died(worker, reason="answered out of order")
+            return
+        if not call.future.done():
+            call.future.set_result(answer)
+        if worker.inflight:
+            worker.inflight[0].started = time.monotonic()
+        self._arm_watchdog(worker)
+
+    # -- failures --------------------------------------------------------------------------
+
+    def _arm_watchdog(self, worker: _Worker) -> None:
+        if worker.watchdog is not None:
+            worker.watchdog.cancel()
+            worker.watchdog = None
+        if worker.inflight:
+            head = worker.inflight[0]
+            delay = max(0.0, (head.started or time.monotonic()) + self.timeout_s - time.monotonic())
+            worker.watchdog = asyncio.get_running_loop().call_later(delay, self._timed_out, worker, head)
+
+    def _timed_out(self, worker: _Worker, head: _Call) -> None:
+        if worker is not self._worker or not worker.inflight or worker.inflight[0] is not head:
+            return
+        message = f"script {head.filename} did not finish within {self.timeout_s:g} s"
+        self._replace(worker, ScriptFailure("timeout", message))
+
+    def _worker_died(self, worker: _Worker, reason: str | None = None) -> None:
+        if worker is not self._worker:
+            return
+        returncode = self._stop(worker)
+        head = worker.inflight[0] if worker.inflight else None
+        name = head.filename if head else "<script>"
+        detail = reason or _describe_exit(returncode)
+        self._replace(worker, ScriptFailure("crashed", f"script {name} killed its worker ({detail})"), stopped=True)
+
+    def _replace(self, worker: _Worker, failure: ScriptFailure, stopped: bool = False) -> None:
+        """Fail the running call; calls queued behind it never started and go to a new worker."""
+        if not stopped:
+            self._stop(worker)
+        self._worker = None
+        pending = list(worker.inflight)
+        worker.inflight.clear()
+        if pending and not pending[0].future.done():
+            pending[0].future.set_exception(failure)
+        waiting = [call for call in pending[1:] if not call.future.done()]
+        if waiting and not self._closed:
+            fresh = self._ensure_worker()
+            for call in waiting:
+                self._send(fresh, call)
+
+    def _stop(self, worker: _Worker) -> int | None:
+        self._detach(worker)
+        if worker.process.poll() is None:
+            _kill(worker.process)
+        returncode = worker.process.wait()
+        for stream in (worker.process.stdin, worker.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return returncode
+
+    def _detach(self, worker: _Worker) -> None:
+        loop = asyncio.get_running_loop()
+        if worker.watchdog is not None:
+            worker.watchdog.cancel()
+            worker.watchdog = None
+        if not worker.process.stdout.closed:
+            loop.remove_reader(worker.process.stdout.fileno())
+        if worker.writing and not worker.process.stdin.closed:
+            loop.remove_writer(worker.process.stdin.fileno())
+            worker.writing = False
+
+    def _outcome(self, answer: dict[str, Any], filename: str) -> ScriptOutcome:
+        status = answer.get("status")
+        if status == "ok":
+            return ScriptOutcome(value=codec.decode(answer.get("value")))
+        error_type = answer.get("error_type", "Error")
+        message = answer.get("message", "")
+        details = answer.get("traceback", "")
+        if status == "raised":
+            return ScriptOutcome(raised=True, error_type=error_type, message=message, traceback=details)
+        if error_type == "MemoryError":
+            raise ScriptFailure("memory", f"script {filename} exceeded the {self.memory_mb} MB memory limit", details)
+        raise ScriptFailure("escaped", f"script {filename} ended abnormally: {error_type}: {message}", details)
+
+    # -- the worker process ----------------------------------------------------------------
+
+    def _ensure_worker(self) -> _Worker:
+        if self._worker is not None:
+            return self._worker
+        self.cwd.mkdir(parents=True, exist_ok=True)
+        env = {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
+        env.update({"PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.cwd)})
+        stderr: Any = subprocess.DEVNULL
+        if self.log_path is not None:
+            self.log_path.parent.mkdir(parents=True, exist_ok=True)
+            stderr = open(self.log_path, "ab")
+        try:
+            process = subprocess.Popen(
+                [self.python, str(WORKER_PATH), str(self.memory_mb)],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                cwd=str(self.cwd),
+                env=env,
+                bufsize=0,
+                close_fds=True,
+                start_new_session=True,  # so a kill also ends whatever the script spawned
+            )
+        finally:
+            if stderr is not subprocess.DEVNULL:
+                stderr.close()
+        os.set_blocking(process.stdin.fileno(), False)
+        os.set_blocking(process.stdout.fileno(), False)
+        worker = _Worker(process)
+        asyncio.get_running_loop().add_reader(process.stdout.fileno(), self._readable, worker)
+        self._worker = worker
+        self.workers_started += 1
+        return worker
+
+
+def _kill(process: subprocess.Popen[bytes]) -> None:
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        try:
+            process.kill()
+        except ProcessLookupError:
+            pass
+
+
+def _describe_exit(returncode: int | None) -> str:
+    if returncode is None:
+        return "worker gone"
+    if returncode < 0:
+        try:
+            return f"killed by {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"killed by signal {-returncode}"
+    return f"exit status {returncode}"

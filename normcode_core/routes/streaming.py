@@ -1,0 +1,148 @@
+"""Live run events: Server-Sent Events at GET /api/runs/{id}/stream and WebSocket /ws/runs/{id}.
+
+Both replay the run's event log from where the client left off (SSE `Last-Event-ID`, or
+`?last_event_id=`) and then follow it live; for a finished run they end once the log is replayed.
+Each event's JSON carries upstream's `event` name beside ours (`type`), so upstream's clients
+(which read `event`) work unchanged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+from starlette.routing import BaseRoute, Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from normcode_core.errors import ApiError
+from normcode_core.routes.runs import _runs, run_json
+from normcode_core.runs.events import event_payload, read_run_events
+from normcode_core.runs.manager import RunManager
+from normcode_core.storage.base import FINISHED_STATES
+
+POLL_S = 1.0  # how often to look for events another replica writes (local runs wake readers at once)
+KEEPALIVE_S = 15.0
+RETRY_MS = 2000
+
+
+async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator[dict[str, Any] | None]:
+    """Payloads of the run's events with seq > after, live; None now and then while idle (keepalive).
+    Ends once the run is finished and its whole log has been sent."""
+    run_db = runs.run_dir(run_id) / "run.db"
+    last = after
+    idle_since = time.monotonic()
+    while True:
+        signal = runs.signal(run_id)  # taken before reading, so no append is missed in between
+        events = await asyncio.to_thread(read_run_events, run_db, last)
+        if events:
+            for event in events:
+                yield event_payload(run_id, event)
+                last = event.seq
+            idle_since = time.monotonic()
+            continue
+        record = await runs.get(run_id)
+        if record.status in FINISHED_STATES:
+            while events := await asyncio.to_thread(read_run_events, run_db, last):
+                for event in events:
+                    yield event_payload(run_id, event)
+                    last = event.seq
+            return
+        if time.monotonic() - idle_since >= KEEPALIVE_S:
+            idle_since = time.monotonic()
+            yield None
+        await signal.wait(POLL_S)
+
+
+def _start_after(raw: str | None) -> int:
+    if raw is None or raw.strip() == "":
+        return 0
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must be an event sequence number") from None
+    if value < 0:
+        raise ApiError(400, "invalid_last_event_id", "Last-Event-ID must not be negative")
+    return value
+
+
+def _connected(record: Any, runs: RunManager) -> dict[str, Any]:
+    run = run_json(record, runs)
+    return {"event": "connected", "type": "connected", "run_id": run["run_id"], "status": run["status"],
+            "progress": run["progress"]}
+
+
+async def stream_run(request: Request) -> StreamingResponse:
+    """GET /api/runs/{id}/stream: SSE with `id:` (the event's seq) and `event:` (its type)."""
+    runs = _runs(request)
+    run_id = request.path_params["run_id"]
+    record = await runs.get(run_id)
+    after = _start_after(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
+
+    async def body() -> AsyncIterator[str]:
+        # No `id:` on the greeting, so it does not move the client's Last-Event-ID.
+        yield f"retry: {RETRY_MS}\nevent: connected\ndata: {json.dumps(_connected(record, runs))}\n\n"
+        async for payload in follow_run(runs, run_id, after):
+            if payload is None:
+                yield ": keepalive\n\n"
+                continue
+            data = json.dumps(payload, ensure_ascii=False)
+            yield f"id: {payload['seq']}\nevent: {payload['type']}\ndata: {data}\n\n"
+
+    return StreamingResponse(
+        body(),
+        media_type="text/event-stream",
+        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    )
+
+
+async def run_websocket(websocket: WebSocket) -> None:
+    """WS /ws/runs/{id}: the same events as JSON messages; answers upstream's "ping" with "pong"."""
+    runs = websocket.app.state.runs
+    run_id = websocket.path_params["run_id"]
+    await websocket.accept()
+    try:
+        if runs is None or not runs.reconciled:
+            raise ApiError(503, "not_ready", "the server is starting; retry shortly")
+        record = await runs.get(run_id)
+        after = _start_after(websocket.query_params.get("last_event_id"))
+    except ApiError as exc:
+        await websocket.send_json({"event": "error", "error": exc.error, "detail": exc.detail})
+        await websocket.close(code=1008)
+        return
+    listener = asyncio.create_task(_answer_pings(websocket))
+    try:
+        await websocket.send_json(_connected(record, runs))
+        async for payload in follow_run(runs, run_id, after):
+            if listener.done():
+                return  # the client went away
+            if payload is None:
+                await websocket.send_text("ping")
+            else:
+                await websocket.send_json(payload)
+        await websocket.close(code=1000)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        listener.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await listener
+
+
+async def _answer_pings(websocket: WebSocket) -> None:
+    with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+        while True:
+            message = await websocket.receive_text()
+            if message == "ping":
+                await websocket.send_text("pong")
+
+
+routes: list[BaseRoute] = [
+    Route("/api/runs/{run_id}/stream", stream_run, methods=["GET"]),
+    WebSocketRoute("/ws/runs/{run_id}", run_websocket),
+]

@@ -1,0 +1,87 @@
+"""A run's events as clients see them: read from its run.db, woken by the live run when it appends.
+
+The event log in `runs/<run_id>/run.db` is the single source (the engine writes it); the live
+run in this process only signals "there is something new", so a stream works the same for a run
+executing here, on another replica, or finished long ago.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from normcode_core.engine.checkpoint import Event
+
+# Upstream's deployment server named its stream events differently; its clients read `event`.
+UPSTREAM_EVENT_NAMES = {
+    "run_started": "run:started",
+    "step_started": "inference:started",
+    "step_completed": "inference:completed",
+    "step_failed": "inference:failed",
+    "step_skipped": "inference:skipped",
+    "run_completed": "run:completed",
+    "run_failed": "run:failed",
+    "run_cancelled": "execution:stopped",
+}
+MAX_EVENTS_PER_READ = 1000
+
+
+def event_payload(run_id: str, event: Event) -> dict[str, Any]:
+    """The JSON sent for one event on the SSE stream and the WebSocket."""
+    return {
+        "event": UPSTREAM_EVENT_NAMES.get(event.type, event.type),
+        "type": event.type,
+        "seq": event.seq,
+        "ts": event.ts,
+        "run_id": run_id,
+        "data": event.data,
+    }
+
+
+def read_run_events(
+    run_db: Path, after: int = 0, *, types: tuple[str, ...] | None = None, limit: int | None = MAX_EVENTS_PER_READ
+) -> list[Event]:
+    """Events with seq > after, oldest first, at most `limit` (empty while the run has no log yet).
+
+    Read-only and short-lived: the engine keeps writing the same file meanwhile (WAL)."""
+    if not run_db.is_file():
+        return []
+    query = "SELECT seq, ts, type, data FROM events WHERE seq > ?"
+    params: list[Any] = [after]
+    if types:
+        query += f" AND type IN ({','.join('?' * len(types))})"
+        params += list(types)
+    query += " ORDER BY seq"
+    if limit is not None:
+        query += " LIMIT ?"
+        params.append(limit)
+    try:
+        db = sqlite3.connect(f"file:{run_db}?mode=ro", uri=True, timeout=5)
+        try:
+            rows = db.execute(query, params).fetchall()
+        finally:
+            db.close()
+    except sqlite3.OperationalError:
+        return []  # the engine is creating the file right now (no table yet)
+    return [Event(int(seq), float(ts), kind, json.loads(data)) for seq, ts, kind, data in rows]
+
+
+class EventSignal:
+    """Wakes readers of one run when its live execution appends events."""
+
+    def __init__(self) -> None:
+        self._changed = asyncio.Event()
+
+    def notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def wait(self, timeout: float) -> None:
+        changed = self._changed
+        try:
+            await asyncio.wait_for(changed.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass

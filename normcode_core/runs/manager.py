@@ -1,0 +1,701 @@
+"""RunManager: the queue, states, concurrency limit and lifecycle of runs in this server process.
+
+Runs are rows in storage; a run's checkpoint and files live in `<runs_dir>/<run_id>/` (run.db,
+artifacts/, result.json). Work is shared through storage only: a process claims the oldest
+queued run (`claim_next_queued`), holds it under a lease it renews, and every state change is
+a compare-and-set (`update_run_if`), so several replicas on one PostgreSQL can serve the same
+queue, and a replica that dies leaves runs another one picks up once their lease has expired.
+
+States: queued -> running -> completed | failed | cancelled | waiting_input | interrupted.
+`waiting_input` holds no execution slot; answering requeues it. `interrupted` (shutdown, crash)
+resumes from its checkpoint on the next start when `execution.resume_on_start` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from normcode_core.engine.checkpoint import Event
+from normcode_core.engine.plan import Plan, PlanInvalid, load_plan
+from normcode_core.errors import ApiError
+from normcode_core.logging import get_logger
+from normcode_core.plans.package import PackageLimits
+from normcode_core.plans.registry import PlanNotFound, PlanRegistry
+from normcode_core.runs.events import EventSignal, read_run_events
+from normcode_core.storage.base import FINISHED_STATES, IdempotencyKeyExists, RunRecord, Storage, utcnow
+
+logger = get_logger("normcode.runs")
+
+SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+ACTIVE_STATES = ("queued", "running", "waiting_input")
+RESUMABLE_STATES = ("interrupted", "failed", "cancelled")
+LEASE_S = 15.0
+DISPATCH_POLL_S = 1.0
+PLAN_CACHE_SIZE = 32
+MAX_CYCLES_LIMIT = 1_000_000
+EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "plans"
+RESULT_FILE = "result.json"
+QUESTION_EVENTS = ("question_asked", "question_answered")
+
+
+@dataclass
+class RunRequest:
+    plan_id: str
+    version: str | None = None
+    inputs: dict[str, Any] = field(default_factory=dict)
+    agent: str | None = None
+    max_cycles: int | None = None
+    run_id: str | None = None
+    idempotency_key: str | None = None
+
+
+@dataclass
+class LiveRun:
+    """What this process knows about a run it is executing (or holds waiting for input)."""
+
+    run_id: str
+    signal: EventSignal = field(default_factory=EventSignal)
+    execution: Any = None
+    task: asyncio.Task[None] | None = None
+    progress: dict[str, Any] = field(default_factory=dict)
+    usage: dict[str, int] = field(default_factory=lambda: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0})
+    cancel_requested: bool = False
+    interrupt_requested: bool = False
+
+    completed: set[str] = field(default_factory=set)
+
+    def on_event(self, event: Event) -> None:
+        """Keep upstream's `progress` and the token usage current (the engine calls this per event)."""
+        data = event.data or {}
+        progress = self.progress
+        if event.type == "step_started":
+            progress["current_inference"] = data.get("flow_index")
+        elif event.type == "step_completed" and data.get("status", "completed") == "completed" or event.type == "step_skipped":
+            self.completed.add(str(data.get("flow_index")))
+            progress["completed_count"] = len(self.completed)
+        if isinstance(data.get("cycle"), int):
+            progress["cycle_count"] = max(progress.get("cycle_count", 0), data["cycle"])
+        if event.type == "llm_call":
+            response = data.get("response") if isinstance(data.get("response"), dict) else {}
+            self.usage["llm_calls"] += 1
+            self.usage["input_tokens"] += int(response.get("input_tokens") or 0)
+            self.usage["output_tokens"] += int(response.get("output_tokens") or 0)
+        self.signal.notify()
+
+
+class RunManager:
+    def __init__(self, settings: Any, storage: Storage, agents: Any, plugin_manager: Any = None) -> None:
+        self.settings = settings
+        self.storage = storage
+        self.agents = agents
+        self.plugin_manager = plugin_manager
+        self.runs_dir = Path(settings.storage.runs_dir).resolve()
+        self.plans = PlanRegistry(
+            Path(settings.storage.plans_dir), storage, PackageLimits.from_settings(settings), _validate_plan
+        )
+        self.node_id = str(settings.get("execution.node_id") or socket.gethostname())
+        self.max_concurrent = int(settings.execution.max_concurrent_runs)
+        self.resume_on_start = bool(settings.get("execution.resume_on_start", True))
+        self.reconciled = False
+        self.accepting = False
+        self._live: dict[str, LiveRun] = {}
+        self._signals: dict[str, EventSignal] = {}
+        self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+        self._wake = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Clean up, deploy the examples into an empty server, requeue what an earlier process left
+        behind, then start taking runs (and only then report reconciled, which /ready waits for)."""
+        self.runs_dir.mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(self.plans.sweep)
+        if self.settings.get("plans.deploy_examples", True):
+            await asyncio.to_thread(self._deploy_examples)
+        await asyncio.to_thread(self._reconcile, True)
+        self.accepting = True
+        self.reconciled = True
+        self._background = [
+            asyncio.create_task(self._dispatch_loop(), name="normcode-run-dispatch"),
+            asyncio.create_task(self._lease_loop(), name="normcode-run-leases"),
+        ]
+        logger.info("runs_ready", node=self.node_id, max_concurrent_runs=self.max_concurrent)
+
+    async def shutdown(self, grace_s: float) -> None:
+        """Stop taking runs; let running steps reach a checkpoint for up to `grace_s`; whatever is
+        still running then is stopped and marked `interrupted` (resumed on the next start)."""
+        self.accepting = False
+        for task in self._background:
+            task.cancel()
+        running = [live for live in self._live.values() if live.task is not None and not live.task.done()]
+        for live in running:
+            live.interrupt_requested = True
+            if live.execution is not None:
+                _stop_after_current_step(live.execution)
+        tasks = [live.task for live in running if live.task is not None]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=max(grace_s, 0.0))
+            for live in running:
+                if live.task in pending and live.execution is not None:
+                    live.execution.cancel()  # abandon the step in flight; it is redone on resume
+            if pending:
+                _done, pending = await asyncio.wait(pending, timeout=2.0)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=2.0)
+        for live in running:
+            await asyncio.to_thread(self._mark_interrupted, live.run_id, "the server stopped before the run finished")
+        logger.info("runs_stopped", interrupted=len(running))
+
+    def active_count(self) -> int:
+        """Runs executing in this process right now."""
+        return sum(1 for live in self._live.values() if live.task is not None and not live.task.done())
+
+    # -- creating runs --------------------------------------------------------------------------
+    async def create_run(self, request: RunRequest) -> tuple[RunRecord, bool]:
+        """Queue a new run: (record, created). With a known idempotency key, the earlier run."""
+        self._require_accepting()
+        if request.idempotency_key:
+            existing = await asyncio.to_thread(self.storage.find_run_by_idempotency_key, request.idempotency_key)
+            if existing is not None:
+                return self._same_request(existing, request), False
+        record = await asyncio.to_thread(self._new_record, request)
+        try:
+            record = await asyncio.to_thread(self.storage.create_run, record)
+        except IdempotencyKeyExists as exc:
+            return self._same_request(exc.existing, request), False
+        self._wake.set()
+        logger.info("run_queued", run_id=record.run_id, plan_id=record.plan_id, version=record.plan_version)
+        return record, True
+
+    def _new_record(self, request: RunRequest) -> RunRecord:
+        if request.run_id is not None:
+            if not SAFE_RUN_ID.match(request.run_id):
+                raise ApiError(422, "invalid_run_id", "run_id must be 1-64 letters, digits, '_' or '-'")
+            if self.storage.get_run(request.run_id) is not None:
+                raise ApiError(409, "run_exists", f"a run with id {request.run_id!r} already exists")
+        try:
+            version = self.plans.version(request.plan_id, request.version)
+            plan = self.load_plan(request.plan_id, version.version)
+        except PlanNotFound as exc:
+            raise ApiError(404, "plan_not_found", str(exc)) from None
+        manifest = plan.manifest
+        agent = self._choose_agent(request.agent, manifest)
+        max_cycles = request.max_cycles
+        if max_cycles is None:
+            max_cycles = _manifest_max_cycles(manifest) or int(self.settings.execution.default_max_cycles)
+        if not isinstance(max_cycles, int) or isinstance(max_cycles, bool) or not 0 < max_cycles <= MAX_CYCLES_LIMIT:
+            raise ApiError(422, "invalid_max_cycles", f"max_cycles must be an integer from 1 to {MAX_CYCLES_LIMIT}")
+        check_inputs(plan, request.inputs)
+        return RunRecord(
+            run_id=request.run_id or str(uuid.uuid4()),
+            plan_id=request.plan_id,
+            plan_version=version.version,
+            plan_hash=version.content_hash,
+            status="queued",
+            agent=agent,
+            inputs_json=json.dumps(request.inputs, ensure_ascii=False),
+            max_cycles=max_cycles,
+            progress_json=json.dumps(_initial_progress(plan)),
+            idempotency_key=request.idempotency_key,
+        )
+
+    def _choose_agent(self, requested: str | None, manifest: dict[str, Any]) -> str:
+        """The run's agent: the request's, else the plan's default if configured, else the server's."""
+        configured = set(self.agents.names()) if self.agents is not None else set()
+        if requested is not None:
+            if requested not in configured:
+                known = ", ".join(sorted(configured)) or "none"
+                raise ApiError(422, "unknown_agent", f"no agent {requested!r} is configured (configured: {known})")
+            name = requested
+        else:
+            plan_default = manifest.get("default_agent") or (manifest.get("execution") or {}).get("default_llm")
+            name = plan_default if plan_default in configured else self.settings.default_agent
+        if self.agents is None:
+            raise ApiError(503, "agents_unavailable", "the agent registry is not loaded")
+        reason = self.agents.unavailable_reason(self.agents.config(name)) if name in configured else "not configured"
+        if reason:
+            raise ApiError(422, "agent_unavailable", f"agent {name!r} cannot be used: {reason}")
+        return name
+
+    def _same_request(self, existing: RunRecord, request: RunRequest) -> RunRecord:
+        if existing.plan_id != request.plan_id or (request.version and existing.plan_version != request.version):
+            raise ApiError(
+                409,
+                "idempotency_key_reused",
+                f"Idempotency-Key was already used for run {existing.run_id} of plan {existing.plan_id!r}",
+            )
+        return existing
+
+    # -- controlling runs -----------------------------------------------------------------------
+    async def cancel(self, run_id: str) -> RunRecord:
+        """Cancel a run. A running one stops before its next step starts."""
+        record = await self.get(run_id)
+        if record.status in FINISHED_STATES:
+            raise ApiError(409, "run_finished", f"run {run_id} is already {record.status}")
+        live = self._live.get(run_id)
+        if live is not None and live.task is not None and not live.task.done() and live.execution is not None:
+            live.cancel_requested = True
+            live.execution.cancel()
+            return record
+        finished = {"status": "cancelled", "finished_at": utcnow(), "owner": None, "lease_until": None}
+        updated = await asyncio.to_thread(
+            self.storage.update_run_if, run_id, {"status": ("queued", "waiting_input", "interrupted")}, **finished
+        )
+        if updated is None and record.status == "running":
+            # Executing on another replica: it sees the state change at its next lease renewal.
+            updated = await asyncio.to_thread(
+                self.storage.update_run_if, run_id, {"status": "running"}, status="cancelled", finished_at=utcnow()
+            )
+        if updated is None:
+            return await self.cancel(run_id)  # it changed state meanwhile: decide again
+        self._forget(run_id)
+        return updated
+
+    async def resume(self, run_id: str, *, fork: bool = False, agent: str | None = None) -> RunRecord:
+        """Continue a stopped run from its checkpoint, or (fork) start a new run from a copy of it."""
+        self._require_accepting()
+        record = await self.get(run_id)
+        if agent is not None:
+            self._choose_agent(agent, {})
+        if fork:
+            return await asyncio.to_thread(self._fork, record, agent)
+        if record.status not in RESUMABLE_STATES:
+            hint = " (use fork to start a new run from it)" if record.status == "completed" else ""
+            raise ApiError(409, "not_resumable", f"run {run_id} is {record.status}; only {', '.join(RESUMABLE_STATES)} runs resume{hint}")
+        fields: dict[str, Any] = {"status": "queued", "error": None, "finished_at": None, "owner": None, "lease_until": None}
+        if agent is not None:
+            fields["agent"] = agent
+        updated = await asyncio.to_thread(self.storage.update_run_if, run_id, {"status": record.status}, **fields)
+        if updated is None:
+            raise ApiError(409, "run_changed", f"run {run_id} changed state meanwhile; try again")
+        self._wake.set()
+        return updated
+
+    def _fork(self, record: RunRecord, agent: str | None) -> RunRecord:
+        new_id = str(uuid.uuid4())
+        source, target = self.run_dir(record.run_id), self.run_dir(new_id)
+        target.mkdir(parents=True)
+        if (source / "run.db").is_file():
+            _copy_sqlite(source / "run.db", target / "run.db")
+        if (source / "artifacts").is_dir():
+            shutil.copytree(source / "artifacts", target / "artifacts", symlinks=True)
+        fork = RunRecord(
+            run_id=new_id,
+            plan_id=record.plan_id,
+            plan_version=record.plan_version,
+            plan_hash=record.plan_hash,
+            status="queued",
+            agent=agent or record.agent,
+            inputs_json=record.inputs_json,
+            max_cycles=record.max_cycles,
+            progress_json=record.progress_json,
+            parent_run_id=record.run_id,
+        )
+        created = self.storage.create_run(fork)
+        self._wake.set()
+        return created
+
+    def open_questions(self, run_id: str) -> list[dict[str, Any]]:
+        """Questions the run waits on: asked in its event log and not answered yet."""
+        asked: dict[str, dict[str, Any]] = {}
+        for event in read_run_events(self.run_dir(run_id) / "run.db", types=QUESTION_EVENTS, limit=None):
+            qid = str(event.data.get("id", ""))
+            if event.type == "question_asked":
+                asked[qid] = {
+                    "id": qid,
+                    "question_id": qid,
+                    "flow_index": event.data.get("flow_index"),
+                    "question": event.data.get("question"),
+                    "asked_at": event.ts,
+                }
+            else:
+                asked.pop(qid, None)
+        return list(asked.values())
+
+    async def answer(self, run_id: str, question_id: str, text: str) -> RunRecord:
+        """Answer an open question; a run waiting for input goes back to the queue."""
+        record = await self.get(run_id)
+        if record.status in FINISHED_STATES:
+            raise ApiError(409, "run_finished", f"run {run_id} is already {record.status}")
+        questions = {q["id"] for q in await asyncio.to_thread(self.open_questions, run_id)}
+        if question_id not in questions:
+            raise ApiError(404, "question_not_found", f"run {run_id} has no open question {question_id!r}")
+        live = self._live.get(run_id)
+        if live is not None and live.execution is not None and live.task is not None and not live.task.done():
+            live.execution.answer(question_id, text)  # the waiting step continues right away
+            return record
+        if record.status == "running":
+            raise ApiError(409, "run_busy", f"run {run_id} is executing on another server; retry shortly")
+        await asyncio.to_thread(self._record_answer, record, question_id, text)
+        if record.status != "waiting_input":
+            return record
+        updated = await asyncio.to_thread(
+            self.storage.update_run_if, run_id, {"status": "waiting_input"}, status="queued", owner=None, lease_until=None
+        )
+        self._wake.set()
+        return updated or await self.get(run_id)
+
+    def _record_answer(self, record: RunRecord, question_id: str, text: str) -> None:
+        """Write the answer into the run's log (no execution holds it): the next execution reads it."""
+        from normcode_core.engine.execution import Execution
+
+        plan = self.load_plan(record.plan_id, record.plan_version)
+        try:
+            Execution(plan, self.run_dir(record.run_id)).answer(question_id, text)
+        except sqlite3.OperationalError:
+            raise ApiError(409, "run_busy", f"run {record.run_id} is being resumed; retry shortly") from None
+
+    # -- reading runs ---------------------------------------------------------------------------
+    async def get(self, run_id: str) -> RunRecord:
+        record = await asyncio.to_thread(self.storage.get_run, run_id) if SAFE_RUN_ID.match(run_id) else None
+        if record is None:
+            raise ApiError(404, "run_not_found", f"no run {run_id!r}")
+        return record
+
+    def live_progress(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]] | None:
+        live = self._live.get(run_id)
+        if live is None:
+            return None
+        return dict(live.progress), dict(live.usage)
+
+    def run_dir(self, run_id: str) -> Path:
+        if not SAFE_RUN_ID.match(run_id):
+            raise ApiError(404, "run_not_found", f"no run {run_id!r}")
+        return self.runs_dir / run_id
+
+    def signal(self, run_id: str) -> EventSignal:
+        """Wakes stream readers of this run when this process appends to its log or changes it."""
+        live = self._live.get(run_id)
+        if live is not None:
+            return live.signal
+        return self._signals.setdefault(run_id, EventSignal())
+
+    def read_result(self, run_id: str) -> dict[str, Any] | None:
+        path = self.run_dir(run_id) / RESULT_FILE
+        if not path.is_file():
+            return None
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    def load_plan(self, plan_id: str, version: str) -> Plan:
+        """The engine's Plan for a deployed version (cached: deployed versions never change)."""
+        key = (plan_id, version)
+        plan = self._plans.get(key)
+        if plan is not None:
+            self._plans.move_to_end(key)
+            return plan
+        try:
+            plan = load_plan(self.plans.version_dir(plan_id, version))
+        except PlanInvalid as exc:
+            raise PlanNotFound(f"plan {plan_id!r} version {version!r} no longer loads: {exc}") from exc
+        self._plans[key] = plan
+        while len(self._plans) > PLAN_CACHE_SIZE:
+            self._plans.popitem(last=False)
+        return plan
+
+    def forget_plan(self, plan_id: str) -> None:
+        for key in [key for key in self._plans if key[0] == plan_id]:
+            del self._plans[key]
+
+    # -- executing ------------------------------------------------------------------------------
+    async def _dispatch_loop(self) -> None:
+        while self.accepting:
+            self._wake.clear()
+            while self.accepting and self.active_count() < self.max_concurrent:
+                try:
+                    record = await asyncio.to_thread(self.storage.claim_next_queued, self.node_id, LEASE_S)
+                except Exception as exc:  # noqa: BLE001 - storage down: retry on the next round
+                    logger.error("run_claim_failed", error=str(exc))
+                    break
+                if record is None:
+                    break
+                self._launch(record)
+            try:
+                await asyncio.wait_for(self._wake.wait(), DISPATCH_POLL_S)
+            except asyncio.TimeoutError:
+                pass
+
+    def _launch(self, record: RunRecord) -> None:
+        live = self._live.get(record.run_id) or LiveRun(record.run_id, signal=self._signals.pop(record.run_id, EventSignal()))
+        live.cancel_requested = live.interrupt_requested = False
+        self._live[record.run_id] = live
+        live.task = asyncio.create_task(self._execute(record, live), name=f"normcode-run-{record.run_id}")
+
+    async def _execute(self, record: RunRecord, live: LiveRun) -> None:
+        run_id = record.run_id
+        outcome_fields: dict[str, Any]
+        try:
+            outcome_fields = await self._run_engine(record, live)
+        except asyncio.CancelledError:
+            live.execution = None
+            raise  # shutdown marks it interrupted
+        except PlanNotFound as exc:
+            outcome_fields = {"status": "failed", "error": str(exc)}
+        except Exception as exc:  # noqa: BLE001 - a broken run must not take the server down
+            logger.error("run_crashed", run_id=run_id, exc_info=exc)
+            outcome_fields = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
+        status = outcome_fields["status"]
+        fields: dict[str, Any] = {
+            "owner": None,
+            "lease_until": None,
+            "progress_json": live.progress,
+            "usage_json": live.usage,
+            **outcome_fields,
+        }
+        if status in FINISHED_STATES:
+            fields["finished_at"] = utcnow()
+        updated = await asyncio.to_thread(
+            self.storage.update_run_if, run_id, {"status": "running", "owner": self.node_id}, **fields
+        )
+        self._forget(run_id)
+        self._wake.set()
+        logger.info("run_finished" if status in FINISHED_STATES else "run_paused", run_id=run_id,
+                    status=status if updated is not None else "taken over", error=fields.get("error"))
+
+    async def _run_engine(self, record: RunRecord, live: LiveRun) -> dict[str, Any]:
+        from normcode_core.engine.execution import Execution
+
+        run_id = record.run_id
+        plan = await asyncio.to_thread(self.load_plan, record.plan_id, record.plan_version)
+        version = await asyncio.to_thread(self.plans.version, record.plan_id, record.plan_version)
+        if version.content_hash != record.plan_hash:
+            return {"status": "failed", "error": f"plan {record.plan_id!r} version {record.plan_version} changed since the run was created"}
+        agent = self.agents.get(record.agent)
+        run_dir = self.run_dir(run_id)
+        workspace = run_dir / "artifacts"
+        workspace.mkdir(parents=True, exist_ok=True)
+        live.progress, live.usage = await asyncio.to_thread(_progress_from_log, run_dir / "run.db", plan)
+        execution = Execution(
+            plan,
+            run_dir,
+            llm=agent.complete,
+            inputs=json.loads(record.inputs_json or "{}"),
+            max_cycles=record.max_cycles,
+            max_parallel=int(self.settings.execution.max_parallel_steps),
+            checkpoint_frequency=int(self.settings.execution.checkpoint_frequency),
+            workspace=workspace,
+            on_event=live.on_event,
+            run_id=run_id,
+            script_timeout_s=float(self.settings.execution.script_timeout_s),
+            script_memory_mb=int(self.settings.execution.script_memory_mb),
+        )
+        live.execution = execution
+        logger.info("run_started", run_id=run_id, plan_id=record.plan_id, agent=record.agent)
+        outcome = await execution.run()
+        usage = getattr(outcome, "usage", None)
+        if isinstance(usage, dict):
+            live.usage.update({k: int(v) for k, v in usage.items() if isinstance(v, (int, float))})
+        if getattr(outcome, "llm_calls", None) is not None:
+            live.usage["llm_calls"] = int(outcome.llm_calls)
+        status = outcome.status
+        if status == "completed":
+            await asyncio.to_thread(self._write_result, record, outcome, live)
+            return {"status": "completed", "error": None}
+        if status == "cancelled":
+            if live.interrupt_requested and not live.cancel_requested:
+                return {"status": "interrupted", "error": "the server stopped before the run finished"}
+            return {"status": "cancelled", "error": None}
+        if status == "waiting_input":
+            return {"status": "waiting_input", "error": None}
+        return {"status": "failed", "error": str(getattr(outcome, "error", None) or "the run failed")}
+
+    def _write_result(self, record: RunRecord, outcome: Any, live: LiveRun) -> None:
+        result = {
+            "run_id": record.run_id,
+            "plan_id": record.plan_id,
+            "plan_version": record.plan_version,
+            "plan_hash": record.plan_hash,
+            "status": "completed",
+            "final_concepts": [_final_concept(concept) for concept in outcome.final_concepts],
+            "llm_calls": live.usage.get("llm_calls", 0),
+            "usage": live.usage,
+        }
+        path = self.run_dir(record.run_id) / RESULT_FILE
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps(result, ensure_ascii=False), encoding="utf-8")
+        os.replace(temporary, path)  # readers see the whole result or none
+
+    async def _lease_loop(self) -> None:
+        """Renew the leases of runs executing here (with their progress); pick up runs whose owner died."""
+        while True:
+            await asyncio.sleep(LEASE_S / 3)
+            try:
+                await self._renew_leases()
+                await asyncio.to_thread(self._reconcile, False)
+            except Exception as exc:  # noqa: BLE001 - storage hiccup: try again next round
+                logger.error("lease_renewal_failed", error=str(exc))
+
+    async def _renew_leases(self) -> None:
+        for live in list(self._live.values()):
+            if live.task is None or live.task.done():
+                continue
+            renewed = await asyncio.to_thread(
+                self.storage.update_run_if,
+                live.run_id,
+                {"status": "running", "owner": self.node_id},
+                lease_until=utcnow() + timedelta(seconds=LEASE_S),
+                progress_json=live.progress,
+                usage_json=live.usage,
+            )
+            if renewed is None and live.execution is not None:
+                # Cancelled from another replica (or taken over): stop before the next step.
+                live.cancel_requested = True
+                live.execution.cancel()
+
+    def _reconcile(self, starting: bool) -> None:
+        """Requeue (or, without resume_on_start, mark interrupted) runs no live process owns: runs
+        owned by an earlier incarnation of this node, runs whose owner's lease has expired, and
+        (on start) runs a shutdown interrupted."""
+        now = utcnow()
+        resume = self.resume_on_start
+        target = {"status": "queued"} if resume else {"status": "interrupted", "error": "the server stopped before the run finished"}
+        for record in self._runs_in("running"):
+            mine = record.owner == self.node_id
+            if mine and not starting:
+                continue  # executing here right now
+            expired = record.lease_until is None or record.lease_until < now
+            if mine or expired:
+                self.storage.update_run_if(
+                    record.run_id,
+                    {"status": "running", "owner": record.owner, "lease_until": record.lease_until},
+                    owner=None,
+                    lease_until=None,
+                    **target,
+                )
+        if starting and resume:
+            for record in self._runs_in("interrupted"):
+                self.storage.update_run_if(record.run_id, {"status": "interrupted"}, status="queued", owner=None, lease_until=None)
+
+    def _runs_in(self, status: str) -> list[RunRecord]:
+        records: list[RunRecord] = []
+        while True:
+            batch = self.storage.list_runs(status=status, limit=500, offset=len(records))
+            records += batch
+            if len(batch) < 500:
+                return records
+
+    def _mark_interrupted(self, run_id: str, reason: str) -> None:
+        self.storage.update_run_if(
+            run_id, {"status": "running", "owner": self.node_id},
+            status="interrupted", error=reason, owner=None, lease_until=None,
+        )
+        self._live.pop(run_id, None)
+
+    def _deploy_examples(self) -> None:
+        if not self.plans.is_empty() or not EXAMPLES_DIR.is_dir():
+            return
+        for directory in sorted(p for p in EXAMPLES_DIR.iterdir() if (p / "manifest.json").is_file()):
+            deployed = self.plans.deploy_directory(directory)
+            logger.info("example_deployed", plan_id=deployed.plan_id, version=deployed.version)
+
+    def _require_accepting(self) -> None:
+        if not self.accepting:
+            raise ApiError(503, "not_accepting_runs", "the server is starting or shutting down; retry shortly",
+                           headers={"Retry-After": "2"})
+
+    def _forget(self, run_id: str) -> None:
+        """This process no longer executes the run: wake its readers so they look at its new state."""
+        live = self._live.pop(run_id, None)
+        if live is not None:
+            live.execution = None
+            live.signal.notify()
+        signal = self._signals.pop(run_id, None)
+        if signal is not None:
+            signal.notify()
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
+    """Inputs must name the plan's declared inputs (or ground concepts); required ones must be set."""
+    if not isinstance(inputs, dict):
+        raise ApiError(422, "invalid_inputs", "inputs must be an object keyed by concept name")
+    declared = plan.manifest.get("inputs") if isinstance(plan.manifest.get("inputs"), dict) else {}
+    ground = {name for name, concept in plan.concepts.items() if concept.is_ground}
+    allowed = set(declared) | ground
+    problems = [f"{name!r} is not an input of plan {plan.name!r}" for name in inputs if name not in allowed]
+    for name, spec in declared.items():
+        concept = plan.concepts.get(name)
+        has_value = concept is not None and concept.reference_data is not None
+        required = isinstance(spec, dict) and spec.get("required") is True
+        if required and name not in inputs and not has_value and name not in plan.inputs:
+            problems.append(f"required input {name!r} is missing")
+    if problems:
+        known = ", ".join(sorted(allowed)) or "none"
+        raise ApiError(422, "invalid_inputs", {"problems": problems, "inputs": sorted(allowed), "summary": f"plan inputs: {known}"})
+
+
+def _manifest_max_cycles(manifest: dict[str, Any]) -> int | None:
+    value = (manifest.get("execution") or {}).get("max_cycles") if isinstance(manifest.get("execution"), dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _initial_progress(plan: Plan) -> dict[str, Any]:
+    return {"completed_count": 0, "total_count": len(plan.inferences), "cycle_count": 0, "current_inference": None}
+
+
+def _progress_from_log(run_db: Path, plan: Plan) -> tuple[dict[str, Any], dict[str, int]]:
+    """Progress and usage so far, from the events an earlier execution of the run logged."""
+    live = LiveRun("replay")
+    live.progress = _initial_progress(plan)
+    after = 0
+    while True:
+        events = read_run_events(run_db, after)
+        if not events:
+            break
+        for event in events:
+            live.on_event(event)
+        after = events[-1].seq
+    return live.progress, live.usage
+
+
+def _final_concept(concept: Any) -> dict[str, Any]:
+    """One final concept in our shape plus upstream's fields (`has_value`, `value` as JSON text)."""
+    item = dict(concept) if isinstance(concept, dict) else dict(vars(concept))
+    tensor = item.get("tensor")
+    item.setdefault("has_value", tensor is not None)
+    item.setdefault("value", json.dumps(tensor, ensure_ascii=False))
+    return item
+
+
+def _stop_after_current_step(execution: Any) -> None:
+    """Ask an execution to finish the steps in flight, then stop (outcome `cancelled`)."""
+    stop = getattr(execution, "stop", None)
+    if callable(stop):
+        stop()
+    else:
+        # The engine checks this flag before each step; cancel() would also abort the step in flight.
+        execution._cancel_requested = True
+
+
+def _copy_sqlite(source: Path, target: Path) -> None:
+    """A consistent copy of a SQLite file that may be in use (WAL included)."""
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(str(target))
+    try:
+        src.backup(dst)
+    finally:
+        dst.close()
+        src.close()
+
+
+def _validate_plan(root: Path) -> list[object]:
+    from normcode_core.engine.plan import validate_plan
+
+    return list(validate_plan(root))
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
