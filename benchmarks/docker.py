@@ -41,7 +41,7 @@ TARGET_ADDED_MB = 120
 TARGET_REBUILD_S = 20
 TARGET_HEALTHY_S = 5
 # What the Dockerfile reads from the build context (everything else is in .dockerignore).
-CONTEXT_PARTS = ("pyproject.toml", "README.md", ".dockerignore", "normcode_core", "plugins", "config", "webui", "deployment")
+CONTEXT_PARTS = ("pyproject.toml", "README.md", ".dockerignore", "normcode_core", "plugins", "config", "examples", "webui", "deployment")
 EDITED_SOURCE = Path("normcode_core") / "app.py"
 
 

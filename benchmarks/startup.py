@@ -4,7 +4,7 @@ Measures, for each of N fresh starts: the time from process start to the first 2
 (and from /health), then the resident memory (RSS) after idling a moment. Both servers are single
 processes served by hypercorn.asyncio on 127.0.0.1, started the same way in the same run.
 
-    .venv/bin/python benchmarks/startup.py [--repeat 3]
+    .venv/bin/python benchmarks/startup.py [--repeat 3] [--env NAME=VALUE ...]
 
 Targets: ready in under 1.5 s, idle RSS under 90 MB.
 """
@@ -71,11 +71,17 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) the process has used: a figure machine load barely changes."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def measure(command: list[str], port: int, env: dict[str, str], timeout: float = 30.0) -> dict[str, float | str]:
     started = time.perf_counter()
     process = subprocess.Popen(command, env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     base = f"http://127.0.0.1:{port}"
-    health_s = ready_s = float("nan")
+    health_s = ready_s = ready_cpu_s = float("nan")
     last_ready_status = None
     try:
         deadline = started + timeout
@@ -85,6 +91,7 @@ def measure(command: list[str], port: int, env: dict[str, str], timeout: float =
             last_ready_status = status_of(base + "/ready")
             if last_ready_status == 200:
                 ready_s = time.perf_counter() - started
+                ready_cpu_s = cpu_s(process.pid)
                 break
             time.sleep(0.005)
         time.sleep(1.0)  # idle a moment so lazily started tasks have run
@@ -100,13 +107,16 @@ def measure(command: list[str], port: int, env: dict[str, str], timeout: float =
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
-    return {"ready_s": ready_s, "health_s": health_s, "rss_mb": rss, "note": note}
+    return {"ready_s": ready_s, "health_s": health_s, "cpu_s": ready_cpu_s, "rss_mb": rss, "note": note}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="extra environment for NormCode Server, e.g. NORMCODE_PLUGINS__DISABLED=provider_openai")
     args = parser.parse_args()
+    extra_env = dict(item.split("=", 1) for item in args.env)
 
     base_env = {k: v for k, v in os.environ.items() if not k.startswith("NORMCODE_") and k not in ("PORT", "LOG_LEVEL")}
     results: dict[str, list[dict[str, float | str]]] = {"normcode-server": [], "bare starlette": []}
@@ -115,20 +125,23 @@ def main() -> int:
             # Alternate the two so machine load affects both alike.
             port = free_port()
             data_dir = Path(scratch) / f"data-{attempt}"
-            env = dict(base_env, NORMCODE_DATA_DIR=str(data_dir), NORMCODE_ENV="production", NORMCODE_DEFAULT_AGENT="demo")
+            env = dict(base_env, NORMCODE_DATA_DIR=str(data_dir), NORMCODE_ENV="production", NORMCODE_DEFAULT_AGENT="demo", **extra_env)
             command = [str(VENV_BIN / "normcode-server"), "serve", "--host", "127.0.0.1", "--port", str(port)]
             results["normcode-server"].append(measure(command, port, env))
 
             port = free_port()
             results["bare starlette"].append(measure([sys.executable, "-c", BARE_APP % port], port, base_env))
 
-    print(f"start-up over {args.repeat} fresh starts each (median; first /health and first /ready 200, idle RSS)")
-    print(f"{'server':<18}{'health s':>10}{'ready s':>10}{'RSS MB':>10}")
+    print(f"start-up over {args.repeat} fresh starts each (medians): wall time to the first 200 from /health and")
+    print("/ready, CPU seconds the process used until /ready answered 200, and RSS after idling 1 s")
+    print(f"load average now: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs (wall times stretch with load)")
+    print(f"{'server':<18}{'health s':>10}{'ready s':>10}{'cpu s':>10}{'RSS MB':>10}")
     for name, runs in results.items():
         health = statistics.median(float(r["health_s"]) for r in runs)
         ready = statistics.median(float(r["ready_s"]) for r in runs)
+        cpu = statistics.median(float(r["cpu_s"]) for r in runs)
         rss = statistics.median(float(r["rss_mb"]) for r in runs)
-        print(f"{name:<18}{health:>10.3f}{ready:>10.3f}{rss:>10.1f}")
+        print(f"{name:<18}{health:>10.3f}{ready:>10.3f}{cpu:>10.3f}{rss:>10.1f}")
         for note in {str(r["note"]) for r in runs if r["note"]}:
             print(f"  note: {note}")
     ours = results["normcode-server"]

@@ -41,6 +41,9 @@ def create_app(settings: Settings | None = None, plugin_manager: PluginManager |
     plugins = plugin_manager or load_plugins(settings)
     plugins.require()
     check_agent_providers(settings, plugins.provider_names())
+    storage = plugins.hook.storage_backend(settings=settings)  # opens no connection yet
+    if storage is None:
+        raise SettingsError(settings.source_of("storage.url"), "storage.url", "no storage plugin handles this URL")
 
     routes: list[BaseRoute] = [
         Route("/health", health, methods=["GET"]),
@@ -63,7 +66,7 @@ def create_app(settings: Settings | None = None, plugin_manager: PluginManager |
     )
     app.state.settings = settings
     app.state.plugins = plugins
-    app.state.storage = None
+    app.state.storage = storage
     app.state.agents = None
     app.state.runs = None
     return app
@@ -88,10 +91,7 @@ async def _lifespan(app: Starlette) -> AsyncIterator[None]:
     configure_logging(settings)
     _create_data_dir_layout(settings)
 
-    storage = state.plugins.hook.storage_backend(settings=settings)
-    if storage is None:
-        raise SettingsError(settings.source_of("storage.url"), "storage.url", "no storage plugin handles this URL")
-    state.storage = storage
+    storage = state.storage
     state.agents = _build_optional("normcode_core.agents.registry", "AgentRegistry", settings, state.plugins)
     state.runs = _build_optional(
         "normcode_core.runs.manager",
@@ -165,7 +165,10 @@ async def _retry_storage(state: Any) -> None:
     while not await _migrate(state.storage):
         await asyncio.sleep(STORAGE_RETRY_S)
     logger.info("storage_available")
-    await _start_runs(state)
+    try:
+        await _start_runs(state)
+    except Exception as exc:  # noqa: BLE001 - nobody awaits this task; /ready keeps reporting it
+        logger.error("run_manager_start_failed", error=redact(str(exc)), exc_info=exc)
 
 
 async def _start_runs(state: Any) -> None:

@@ -129,15 +129,13 @@ def show_config(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
+    from normcode_core.logging import configure_logging
     from normcode_core.plugins import load_plugins
     from normcode_core.settings import SettingsError, check_agent_providers, load_settings
 
     settings = load_settings(args.data_dir)
-    logging.disable(logging.WARNING)  # the problems are printed below, once each
-    try:
-        plugins = load_plugins(settings)
-    finally:
-        logging.disable(logging.NOTSET)
+    configure_logging(settings, level="CRITICAL")  # the problems are printed below, once each
+    plugins = load_plugins(settings)
     problems = [f"plugin {failure.name!r} ({failure.source}) failed to load: {failure.error}" for failure in plugins.failed]
     try:
         plugins.require()

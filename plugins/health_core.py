@@ -60,10 +60,13 @@ def _agents(app_state: Any) -> CheckResult:
         return CheckResult(False, "agent registry not loaded")
     statuses = agents.status()
     usable = [status["name"] for status in statuses if status.get("available")]
+    unusable = "; ".join(
+        f"{s['name']}: {s.get('reason') or 'unavailable'}" for s in statuses if not s.get("available")
+    )
     if usable:
-        return CheckResult(True, f"{len(usable)} usable: {', '.join(usable)}")
-    reasons = "; ".join(f"{s['name']}: {s.get('reason') or 'unavailable'}" for s in statuses)
-    return CheckResult(False, f"no usable agent ({reasons or 'none configured'})")
+        detail = f"{len(usable)} usable: {', '.join(usable)}"
+        return CheckResult(True, f"{detail}; unavailable: {unusable}" if unusable else detail)
+    return CheckResult(False, f"no usable agent ({unusable or 'none configured'})")
 
 
 def _plan_registry(app_state: Any) -> CheckResult:

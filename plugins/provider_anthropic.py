@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from normcode_core.agents.sdk import (
     PerLoop,
     error_from_sdk,
-    import_in_background,
     missing_key_reason,
     read_api_key,
 )
@@ -23,6 +22,7 @@ def _sdk() -> Any:
     import anthropic
 
     return anthropic
+
 
 # The messages API requires max_tokens; used when neither the request nor the agent sets one.
 DEFAULT_MAX_TOKENS = 4096
@@ -95,9 +95,3 @@ class AnthropicProvider:
 @hookimpl
 def agent_providers() -> list[AnthropicProvider]:
     return [AnthropicProvider()]
-
-
-@hookimpl
-def startup(app_state: Any) -> None:
-    if any(agent.provider == "anthropic" for agent in app_state.settings.agents.values()):
-        import_in_background("anthropic")

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from normcode_core.agents.sdk import (
     PerLoop,
     error_from_sdk,
-    import_in_background,
     missing_key_reason,
     read_api_key,
 )
@@ -96,9 +95,3 @@ class OpenAIProvider:
 @hookimpl
 def agent_providers() -> list[OpenAIProvider]:
     return [OpenAIProvider()]
-
-
-@hookimpl
-def startup(app_state: Any) -> None:
-    if any(agent.provider in ("openai", "dashscope") for agent in app_state.settings.agents.values()):
-        import_in_background("openai")

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib
 import os
-import sys
-import threading
 import time
 import weakref
 from collections.abc import Callable, Mapping
@@ -52,12 +49,6 @@ def read_api_key(config: AgentConfig, default_env: str) -> str:
     if not key:
         raise LLMError(missing_key_reason(config, default_env) or "API key missing", status=None)
     return key
-
-
-def import_in_background(module: str) -> None:
-    """Import a slow SDK (seconds for some) on a daemon thread, so start-up does not wait for it."""
-    if module not in sys.modules:
-        threading.Thread(target=importlib.import_module, args=(module,), name=f"import-{module}", daemon=True).start()
 
 
 def is_retryable_status(status: int) -> bool:

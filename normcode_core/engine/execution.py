@@ -194,7 +194,7 @@ class Execution:
         self.llm_calls = 0
         self.usage = {"input_tokens": 0, "output_tokens": 0}
         self.steps = 0
-        self._safe = [is_concurrent_safe(inf) for inf in self.graph.items]
+        self._safe = [is_concurrent_safe(inf, plan) for inf in self.graph.items]
         self._spec: dict[int, tuple[asyncio.Task, tuple]] = {}
         self._versions: dict[str, int] = {}
         self._steps_since_snapshot = 0

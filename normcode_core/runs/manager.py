@@ -106,6 +106,8 @@ class RunManager:
             Path(settings.storage.plans_dir), storage, PackageLimits.from_settings(settings), _validate_plan
         )
         self.node_id = str(settings.get("execution.node_id") or socket.gethostname())
+        # Unique per process incarnation: "<node>/<pid>/<boot>" (see _is_orphaned).
+        self.owner = f"{self.node_id}/{os.getpid()}/{uuid.uuid4().hex[:12]}"
         self.max_concurrent = int(settings.execution.max_concurrent_runs)
         self.resume_on_start = bool(settings.get("execution.resume_on_start", True))
         self.reconciled = False
@@ -131,7 +133,7 @@ class RunManager:
             asyncio.create_task(self._dispatch_loop(), name="normcode-run-dispatch"),
             asyncio.create_task(self._lease_loop(), name="normcode-run-leases"),
         ]
-        logger.info("runs_ready", node=self.node_id, max_concurrent_runs=self.max_concurrent)
+        logger.info("runs_ready", owner=self.owner, max_concurrent_runs=self.max_concurrent)
 
     async def shutdown(self, grace_s: float) -> None:
         """Stop taking runs; let running steps reach a checkpoint for up to `grace_s`; whatever is
@@ -416,7 +418,7 @@ class RunManager:
             self._wake.clear()
             while self.accepting and self.active_count() < self.max_concurrent:
                 try:
-                    record = await asyncio.to_thread(self.storage.claim_next_queued, self.node_id, LEASE_S)
+                    record = await asyncio.to_thread(self.storage.claim_next_queued, self.owner, LEASE_S)
                 except Exception as exc:  # noqa: BLE001 - storage down: retry on the next round
                     logger.error("run_claim_failed", error=str(exc))
                     break
@@ -458,7 +460,7 @@ class RunManager:
         if status in FINISHED_STATES:
             fields["finished_at"] = utcnow()
         updated = await asyncio.to_thread(
-            self.storage.update_run_if, run_id, {"status": "running", "owner": self.node_id}, **fields
+            self.storage.update_run_if, run_id, {"status": "running", "owner": self.owner}, **fields
         )
         self._forget(run_id)
         self._wake.set()
@@ -545,7 +547,7 @@ class RunManager:
             renewed = await asyncio.to_thread(
                 self.storage.update_run_if,
                 live.run_id,
-                {"status": "running", "owner": self.node_id},
+                {"status": "running", "owner": self.owner},
                 lease_until=utcnow() + timedelta(seconds=LEASE_S),
                 progress_json=live.progress,
                 usage_json=live.usage,
@@ -556,28 +558,36 @@ class RunManager:
                 live.execution.cancel()
 
     def _reconcile(self, starting: bool) -> None:
-        """Requeue (or, without resume_on_start, mark interrupted) runs no live process owns: runs
-        owned by an earlier incarnation of this node, runs whose owner's lease has expired, and
-        (on start) runs a shutdown interrupted."""
+        """Requeue (or, without resume_on_start, mark interrupted) runs no live process executes:
+        runs of a dead process (an earlier incarnation of this one, or another process on this node
+        that is gone), runs whose owner's lease expired, and (on start) runs a shutdown interrupted."""
         now = utcnow()
         resume = self.resume_on_start
         target = {"status": "queued"} if resume else {"status": "interrupted", "error": "the server stopped before the run finished"}
         for record in self._runs_in("running"):
-            mine = record.owner == self.node_id
-            if mine and not starting:
-                continue  # executing here right now
-            expired = record.lease_until is None or record.lease_until < now
-            if mine or expired:
-                self.storage.update_run_if(
-                    record.run_id,
-                    {"status": "running", "owner": record.owner, "lease_until": record.lease_until},
-                    owner=None,
-                    lease_until=None,
-                    **target,
-                )
+            if record.owner == self.owner or not self._is_orphaned(record, now):
+                continue
+            self.storage.update_run_if(
+                record.run_id,
+                {"status": "running", "owner": record.owner, "lease_until": record.lease_until},
+                owner=None,
+                lease_until=None,
+                **target,
+            )
         if starting and resume:
             for record in self._runs_in("interrupted"):
                 self.storage.update_run_if(record.run_id, {"status": "interrupted"}, status="queued", owner=None, lease_until=None)
+
+    def _is_orphaned(self, record: RunRecord, now: datetime) -> bool:
+        if record.lease_until is None or record.lease_until < now or not record.owner:
+            return True
+        parts = record.owner.rsplit("/", 2)
+        if len(parts) != 3 or parts[0] != self.node_id or not parts[1].isdigit():
+            return False  # another node: only its lease tells
+        pid = int(parts[1])
+        if pid == os.getpid():
+            return True  # an earlier incarnation of this process (same pid after a restart)
+        return not _process_alive(pid)
 
     def _runs_in(self, status: str) -> list[RunRecord]:
         records: list[RunRecord] = []
@@ -589,7 +599,7 @@ class RunManager:
 
     def _mark_interrupted(self, run_id: str, reason: str) -> None:
         self.storage.update_run_if(
-            run_id, {"status": "running", "owner": self.node_id},
+            run_id, {"status": "running", "owner": self.owner},
             status="interrupted", error=reason, owner=None, lease_until=None,
         )
         self._live.pop(run_id, None)
@@ -668,6 +678,16 @@ def _final_concept(concept: Any) -> dict[str, Any]:
     item.setdefault("has_value", tensor is not None)
     item.setdefault("value", json.dumps(tensor, ensure_ascii=False))
     return item
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _stop_after_current_step(execution: Any) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, func, select
+from sqlmodel import Session, SQLModel, col, func, select
 
 from normcode_core.storage.base import (
     RUN_STATES,
@@ -32,6 +32,7 @@ CONNECT_TIMEOUT_S = 3
 # Any stable 64-bit number: serialises concurrent migrations from several server processes.
 _MIGRATION_LOCK_ID = 0x4E4F524D434F4445
 _RUN_COLUMNS = frozenset(RunRecord.model_fields)
+TABLES = [PlanRecord.__table__, PlanVersionRecord.__table__, RunRecord.__table__]  # type: ignore[attr-defined]
 
 
 class SqlStorage:
@@ -44,8 +45,15 @@ class SqlStorage:
 
     # -- lifecycle --------------------------------------------------------------------------
     def migrate(self) -> None:
-        """Bring the schema to the newest alembic revision (no-op when it already is)."""
+        """Bring the schema to the newest alembic revision (no-op when it already is).
+
+        An empty database gets the tables straight from the models, stamped with SCHEMA_HEAD (the
+        recipe alembic documents for new databases; a test checks models and migrations agree), so
+        a first start does not pay for importing alembic. Existing databases go through alembic.
+        """
         if self.schema_current():
+            return
+        if self._create_if_empty():
             return
         from alembic import command
         from alembic.util import CommandError
@@ -71,6 +79,25 @@ class SqlStorage:
         except SQLAlchemyError as exc:
             raise StorageUnavailable(_describe(exc, self.dialect)) from exc
         return revisions == [SCHEMA_HEAD]
+
+    def _create_if_empty(self) -> bool:
+        try:
+            with self.engine.begin() as connection:
+                if self.dialect == "postgresql":
+                    connection.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _MIGRATION_LOCK_ID})
+                if sa.inspect(connection).get_table_names():
+                    return False
+                SQLModel.metadata.create_all(connection, tables=TABLES)
+                version = sa.Table(
+                    "alembic_version",
+                    sa.MetaData(),
+                    sa.Column("version_num", sa.String(32), primary_key=True),
+                )
+                version.create(connection)
+                connection.execute(version.insert().values(version_num=SCHEMA_HEAD))
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(_describe(exc, self.dialect)) from exc
+        return True
 
     def ping(self) -> None:
         try:

@@ -158,6 +158,8 @@ def test_runs_as_non_root_and_reports_healthy(deployment: Deployment, engine: di
     assert set(uids) == {"10001"}, status
     assert "normcode-server\x00serve" in deployment.exec("cat", "/proc/1/cmdline")
     assert deployment.get("/health")["status"] == "healthy"
+    # The example plans shipped in the image were deployed into the new, empty data volume.
+    assert "idea-to-tagline" in [plan["plan_id"] for plan in deployment.get("/api/plans")]
     # The web UI built in the image is served at /.
     index = httpx.get(deployment.url + "/", timeout=10)
     assert index.status_code == 200 and "<html" in index.text.lower(), index.text[:200]
@@ -237,6 +239,30 @@ def test_compose_file_validates(compose_file: Path) -> None:
     result = run(["docker", "compose", "-f", str(compose_file), "config", "--quiet"], environ, check=False)
     assert result.returncode == 0, result.stderr
     assert result.stderr.strip() == "", result.stderr  # no warnings either (unset variables, obsolete keys)
+
+
+def test_lock_pins_every_runtime_dependency() -> None:
+    """deployment/requirements.lock pins each pyproject dependency at a version its range allows."""
+    import tomllib
+
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    pins = {}
+    for line in (REPO_ROOT / "deployment" / "requirements.lock").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, _, version = line.partition("==")
+            pins[canonicalize_name(name)] = version.strip()
+    project = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    wanted = [Requirement(text) for text in project["project"]["dependencies"] + project["build-system"]["requires"]]
+    problems = []
+    for requirement in wanted:
+        pinned = pins.get(canonicalize_name(requirement.name))
+        if pinned is None:
+            problems.append(f"{requirement.name} is not pinned")
+        elif not requirement.specifier.contains(pinned, prereleases=True):
+            problems.append(f"{requirement.name}=={pinned} is outside {requirement.specifier}")
+    assert not problems, "deployment/requirements.lock: " + "; ".join(problems)
 
 
 def test_hadolint_reports_nothing() -> None:

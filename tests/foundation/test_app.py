@@ -219,6 +219,14 @@ async def test_ready_lists_every_check_by_name(data_dir: Path) -> None:
     assert (response.status_code == 200) == all(check["ok"] for check in body["checks"].values())
 
 
+async def test_ready_names_agents_whose_key_is_missing(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    async with serving(data_dir, {"NORMCODE_DEFAULT_AGENT": "demo"}) as client:
+        agents_check = (await client.get("/ready")).json()["checks"]["agents"]
+    assert agents_check["ok"] is True  # demo is usable
+    assert "gpt-4o" in agents_check["detail"] and "OPENAI_API_KEY" in agents_check["detail"]
+
+
 async def test_web_ui_is_served_with_single_page_fallback(data_dir: Path, tmp_path: Path) -> None:
     dist = tmp_path / "dist"
     write(dist / "index.html", "<!doctype html><title>NormCode</title>")

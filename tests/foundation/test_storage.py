@@ -182,6 +182,54 @@ def test_schema_head_constant_matches_the_migrations_directory() -> None:
     assert ScriptDirectory.from_config(config).get_heads() == [SCHEMA_HEAD]
 
 
+def test_models_and_migrations_describe_the_same_schema(storage_url: str) -> None:
+    """New databases get their tables from the models; existing ones from the migrations: they must agree."""
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    from normcode_core.storage.sql import TABLES, _alembic_config
+
+    storage = SqlStorage(storage_url)
+    with storage.engine.begin() as connection:
+        command.upgrade(_alembic_config(connection), "head")  # the migrations path, explicitly
+    assert storage.schema_current() is True
+    ours = {table.name for table in TABLES}
+    metadata = sa.MetaData()
+    for table in TABLES:
+        table.to_metadata(metadata)
+    with storage.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        differences = [d for d in compare_metadata(context, metadata) if _table_of(d) in ours]
+    assert differences == []
+    assert SQLModel.metadata.tables["runs"] is TABLES[2]
+    storage.close()
+
+
+def _table_of(difference: object) -> str | None:
+    item = difference[0] if isinstance(difference, list) else difference
+    for part in item[1:] if isinstance(item, tuple) else ():
+        if isinstance(part, sa.Table):
+            return part.name
+        if isinstance(part, str):
+            return part if part in ("plans", "plan_versions", "runs") else None
+        if hasattr(part, "table"):
+            return part.table.name
+    return None
+
+
+def test_a_fresh_database_is_created_without_alembic_and_stamped(storage_url: str) -> None:
+    storage = SqlStorage(storage_url)
+    storage.migrate()
+    with storage.engine.connect() as connection:
+        assert connection.execute(sa.text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001_initial"]
+    storage.migrate()  # alembic agrees there is nothing to do
+    storage.add_plan_version("p", "1", content_hash="h")
+    assert storage.count_plans() == 1
+    storage.close()
+
+
 def test_a_schema_from_an_unknown_revision_is_reported_and_left_alone(storage_url: str) -> None:
     storage = SqlStorage(storage_url)
     storage.migrate()

@@ -23,7 +23,8 @@ async def test_system_messages_go_to_the_top_level_system_field(fake_llm, api_ke
     [sent] = fake_llm.posts()
     assert sent.path == "/v1/messages"
     # This SDK version sends the key as a bearer token; older ones used x-api-key.
-    assert ANTHROPIC_KEY in (sent.headers.get("x-api-key"), sent.headers.get("authorization", "").removeprefix("Bearer "))
+    bearer = sent.headers.get("authorization", "").removeprefix("Bearer ")
+    assert ANTHROPIC_KEY in (sent.headers.get("x-api-key"), bearer)
     assert sent.headers["anthropic-version"]
     assert sent.body["model"] == "nc-fake-v1"
     assert sent.body["system"] == "Be exact."

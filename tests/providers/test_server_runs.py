@@ -7,6 +7,7 @@ exactly against the fixture and against what the fake server answered.
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import time
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 
 from normcode_core.plans.package import zip_directory
 
@@ -25,7 +25,7 @@ GOLD = (FIXTURES_DIR / "plans" / "gold-investment-en").resolve()
 ID_RE = re.compile(r"%(\{[^}]*\})?[0-9a-f]{3}\(")  # the fixtures' normalization: drop sign ids
 FINISHED = {"completed", "failed", "cancelled"}
 
-# agent name -> (provider, fake-LLM rule set = model = expected.json scenario, base URL attribute)
+# agent -> (provider, model = fake-LLM rule set = expected.json scenario, base URL attribute, key variable)
 AGENTS = {
     "via-openai": ("openai", "nc-fake-gold-bull-v1", "openai_url", "TEST_OPENAI_KEY"),
     "via-anthropic": ("anthropic", "nc-fake-gold-bear-v1", "url", "TEST_ANTHROPIC_KEY"),
@@ -59,11 +59,10 @@ def _scenario(rule: str) -> dict[str, Any]:
     return next(s for s in expected["scenarios"] if s["id"] == rule)
 
 
-def _deploy(http: httpx.Client, plan_dir: Path, tmp_path: Path) -> str:
-    archive = tmp_path / "plan.zip"
-    with archive.open("wb") as handle:
-        zip_directory(plan_dir, handle)
-    response = http.post("/api/plans/deploy-file", files={"plan": ("plan.zip", archive.read_bytes(), "application/zip")})
+def _deploy(http: httpx.Client, plan_dir: Path) -> str:
+    archive = io.BytesIO()
+    zip_directory(plan_dir, archive)
+    response = http.post("/api/plans/deploy-file", files={"plan": ("plan.zip", archive.getvalue(), "application/zip")})
     assert response.status_code == 200, response.text
     return response.json()["plan_id"]
 
@@ -94,24 +93,17 @@ def _check_run_against_fixture(http: httpx.Client, run: dict[str, Any], rule: st
     assert run["usage"]["output_tokens"] == sum(usage_of(r)[1] for r in answered)
 
 
-@pytest.fixture
-def fake() -> Any:
-    server = FakeLLMServer().start()
-    yield server
-    server.stop()
-
-
-def test_plans_run_through_each_provider_with_retries_and_usage_totals(fake, data_dir, start_server, tmp_path):
+def test_plans_run_through_each_provider_with_retries_and_usage_totals(fake_llm, data_dir, start_server):
     (data_dir / "config").mkdir()
-    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake), encoding="utf-8")
+    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake_llm), encoding="utf-8")
     # The first requests get a rate limit (with Retry-After) and a server error: runs still complete.
-    fake.inject(Fault(status=429, headers={"Retry-After": "1"}), Fault(status=500))
+    fake_llm.inject(Fault(status=429, headers={"Retry-After": "1"}), Fault(status=500))
     server = start_server(data_dir, env=KEYS)
 
     with httpx.Client(base_url=server.url, timeout=30) as http:
         agents = {row["name"]: row for row in http.get("/api/agents").json()["agents"]}
         assert all(agents[name]["available"] for name in AGENTS)
-        plan_id = _deploy(http, GOLD, tmp_path)
+        plan_id = _deploy(http, GOLD)
 
         missing = http.post("/api/runs", json={"plan_id": plan_id, "agent": "keyless-by-mistake"})
         assert missing.status_code == 422, missing.text
@@ -126,8 +118,8 @@ def test_plans_run_through_each_provider_with_retries_and_usage_totals(fake, dat
 
         for name, (provider, rule, _, key_env) in AGENTS.items():
             assert finished[name]["agent"] == name
-            _check_run_against_fixture(http, finished[name], rule, fake)
-            sent = [r for r in fake.posts() if r.body.get("model") == rule]
+            _check_run_against_fixture(http, finished[name], rule, fake_llm)
+            sent = [r for r in fake_llm.posts() if r.body.get("model") == rule]
             expected_path = "/v1/messages" if provider == "anthropic" else "/v1/chat/completions"
             assert {r.path for r in sent} == {expected_path}
             for request in sent:
@@ -136,10 +128,10 @@ def test_plans_run_through_each_provider_with_retries_and_usage_totals(fake, dat
                 if provider == "anthropic":
                     assert all(m["role"] != "system" for m in request.body["messages"])
 
-        faulted = [r for r in fake.posts() if r.fault is not None]
+        faulted = [r for r in fake_llm.posts() if r.fault is not None]
         assert [r.fault.status for r in faulted] == [429, 500]
-        assert len(fake.posts()) == sum(_scenario(rule)["llm_calls"] for _, rule, _, _ in AGENTS.values()) + 2
-        assert fake.max_in_flight <= 2 * len(AGENTS)
+        assert len(fake_llm.posts()) == sum(_scenario(rule)["llm_calls"] for _, rule, _, _ in AGENTS.values()) + 2
+        assert fake_llm.max_in_flight <= 2 * len(AGENTS)
 
     server.stop()
     logs = "\n".join(server.stdout + server.stderr)
@@ -148,36 +140,33 @@ def test_plans_run_through_each_provider_with_retries_and_usage_totals(fake, dat
 
 
 def test_the_installed_example_provider_runs_a_plan_through_the_server(
-    example_plugin_installed, fake, data_dir, start_server, tmp_path
+    example_plugin_installed, fake_llm, data_dir, start_server
 ):
     example_agent = (f"  via-example:\n    provider: example-http\n    model: nc-fake-v1\n"
-                     f"    base_url: {fake.openai_url}\n    api_key_env: TEST_OPENAI_KEY\n")
+                     f"    base_url: {fake_llm.openai_url}\n    api_key_env: TEST_OPENAI_KEY\n")
     (data_dir / "config").mkdir()
-    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake, example_agent), encoding="utf-8")
+    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake_llm, example_agent), encoding="utf-8")
     server = start_server(data_dir, env=KEYS)
 
     with httpx.Client(base_url=server.url, timeout=30) as http:
         plugins = {p["name"]: p for p in http.get("/api/plugins").json()["loaded"]}
         assert plugins["provider_example_http"]["version"] == "0.1.0"
-        plan_id = _deploy(http, GOLD, tmp_path)
+        plan_id = _deploy(http, GOLD)
         run_id = http.post("/api/runs", json={"plan_id": plan_id, "agent": "via-example"}).json()["run_id"]
         run = _wait(http, run_id)
-        _check_run_against_fixture(http, run, "nc-fake-v1", fake)
-    assert {r.headers["authorization"] for r in fake.posts()} == {f"Bearer {KEYS['TEST_OPENAI_KEY']}"}
+        _check_run_against_fixture(http, run, "nc-fake-v1", fake_llm)
+    assert {r.headers["authorization"] for r in fake_llm.posts()} == {f"Bearer {KEYS['TEST_OPENAI_KEY']}"}
 
 
-def test_a_demo_run_completes_without_any_model(data_dir, start_server, tmp_path, fake):
+def test_a_demo_run_completes_without_any_model(data_dir, start_server, fake_llm):
     (data_dir / "config").mkdir()
-    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake), encoding="utf-8")
-    t0 = time.monotonic()
+    (data_dir / "config" / "agents.yaml").write_text(_agents_yaml(fake_llm), encoding="utf-8")
     server = start_server(data_dir, env=KEYS)
-    print("TIMING up", time.monotonic() - t0)
     with httpx.Client(base_url=server.url, timeout=30) as http:
-        plan_id = _deploy(http, GOLD, tmp_path)
-        print("TIMING deployed", time.monotonic() - t0)
+        plan_id = _deploy(http, GOLD)
         run = _wait(http, http.post("/api/runs", json={"plan_id": plan_id}).json()["run_id"])  # default: demo
         assert run["status"] == "completed", run
         assert run["agent"] == "demo" and run["usage"]["llm_calls"] == _scenario("nc-fake-v1")["llm_calls"]
         result = http.get(f"/api/runs/{run['run_id']}/result").json()
         assert "demo-answer-" in json.dumps(result["final_concepts"])
-    assert fake.posts() == []
+    assert fake_llm.posts() == []

@@ -73,6 +73,14 @@ def test_a_run_started_from_the_launcher_finishes_live_and_shows_its_result(page
         for cell in json.dumps(concept["tensor"]).strip("[]").split(","):
             expect(panel).to_contain_text(json.loads(cell.strip()) if cell.strip().startswith('"') else cell.strip())
 
+    # A step's details in the run view carry what happened: its value and its LLM calls.
+    llm_step = log.locator(".event[data-type=llm_call] .flow-index").first.inner_text()
+    page.locator(f".react-flow__node[data-id='{llm_step}']").click()
+    details = page.get_by_test_id("step-details")
+    expect(details).to_contain_text(f"Step {llm_step}")
+    expect(details).to_contain_text("LLM calls (")
+    expect(details.get_by_test_id("step-result")).to_be_visible()
+
     seqs = _event_seqs(page)
     assert seqs == sorted(set(seqs)), "events shown twice or out of order"
     run = ui_server.get(f"/api/runs/{run_id}").json()
@@ -193,3 +201,46 @@ def test_the_live_view_reconnects_after_a_dropped_connection_without_losing_even
     seen_states = page.evaluate("window.__streamStates")
     assert "reconnecting" in seen_states and "live" in seen_states[seen_states.index("reconnecting"):], seen_states
     assert run_id
+
+
+def test_a_run_can_be_stopped_and_resumed_from_its_page(page: Page, ui_server: ServerProcess) -> None:
+    run_id = _start_from_launcher(page, ui_server.url, "paradigm-exp-5.3-ask")
+    expect(page.get_by_test_id("question")).to_be_visible(timeout=RUN_TIMEOUT_MS)
+
+    page.get_by_role("button", name="Stop").click()
+    _wait_for_status(page, ui_server, run_id, "cancelled")
+    expect(page.get_by_test_id("question")).to_have_count(0)
+    expect(page.get_by_role("button", name="Stop")).to_have_count(0)
+
+    page.get_by_role("button", name="Resume").click()
+    question = page.get_by_test_id("question")
+    expect(question).to_be_visible(timeout=RUN_TIMEOUT_MS)
+    question.get_by_role("textbox").fill("resumed answer")
+    question.get_by_role("button", name="Answer").click()
+    _wait_for_status(page, ui_server, run_id, "completed")
+    expect(page.get_by_test_id("result")).to_contain_text("resumed answer")
+    seqs = _event_seqs(page)
+    assert seqs == sorted(set(seqs)), f"events shown twice after resuming: {seqs}"
+    log = page.get_by_test_id("event-log")
+    expect(log.locator(".event[data-type=run_cancelled]")).to_have_count(1)
+    screenshot(page, "run-resumed")
+
+
+def test_inputs_typed_in_the_launcher_reach_the_run(page: Page, ui_server: ServerProcess) -> None:
+    # idea-to-tagline is the example plan the server deploys into an empty data dir.
+    plan = ui_server.get("/api/plans/idea-to-tagline").json()
+    assert "{topic}" in plan["inputs"], plan
+    page.goto(f"{ui_server.url}/#/plans/idea-to-tagline/run")
+    page.get_by_label("{topic}").fill("solar kettles")
+    page.get_by_role("button", name="Start run").click()
+    page.wait_for_url(RUN_URL)
+    run_id = RUN_URL.search(page.url).group(1)  # type: ignore[union-attr]
+    _wait_for_status(page, ui_server, run_id, "completed")
+
+    assert ui_server.get(f"/api/runs/{run_id}").json()["inputs"] == {"{topic}": "solar kettles"}
+    # The first LLM call's prompt, shown in its step's details, carries the topic.
+    first_call = page.get_by_test_id("event-log").locator(".event[data-type=llm_call] .flow-index").first.inner_text()
+    page.locator(f".react-flow__node[data-id='{first_call}']").click()
+    details = page.get_by_test_id("step-details")
+    details.locator("summary", has_text="Call 1").click()
+    expect(details.locator(".llm-call")).to_contain_text("solar kettles")

@@ -84,12 +84,16 @@ def run_id(ui_server: ServerProcess) -> str:
     return started.json()["run_id"]
 
 
+# Each page, and what shows that it has finished loading.
 PAGES = {
-    "plans": ("/#/plans", "[data-testid=plan-card]"),
-    "plan-graph": ("/#/plans/gold-investment-en", ".react-flow__node"),
-    "launch": ("/#/plans/gold-investment-en/run", "form.launch-form"),
-    "runs": ("/#/runs", "[data-testid=runs-table]"),
-    "run": ("/#/runs/{run_id}", "[data-testid=run-status][data-status=completed]"),
+    "plans": ("/#/plans", ["[data-testid=plan-card]"]),
+    "plan-graph": ("/#/plans/gold-investment-en", [".react-flow__node"]),
+    "launch": ("/#/plans/gold-investment-en/run", ["form.launch-form"]),
+    "runs": ("/#/runs", ["[data-testid=runs-table]"]),
+    "run": (
+        "/#/runs/{run_id}",
+        ["[data-testid=result]", ".event[data-type=run_completed]", ".step-node.state-completed"],
+    ),
 }
 
 
@@ -104,9 +108,10 @@ def test_every_page_fits_the_screen_without_errors(
     tab.on("console", console_errors.on_console)
     tab.on("pageerror", console_errors.on_page_error)
     try:
-        for name, (path, ready_selector) in PAGES.items():
+        for name, (path, ready_selectors) in PAGES.items():
             tab.goto(ui_server.url + path.format(run_id=run_id))
-            tab.wait_for_selector(ready_selector)
+            for selector in ready_selectors:
+                tab.wait_for_selector(selector)
             overflow = tab.evaluate("document.documentElement.scrollWidth - window.innerWidth")
             assert overflow <= 0, f"{name} scrolls sideways by {overflow}px at {viewport['width']}px"
             screenshot(tab, f"{name}-{viewport_name}")
@@ -127,7 +132,7 @@ def test_the_main_controls_are_reachable_by_keyboard(page: Page, ui_server: Serv
 
     # Keyboard only: from the plans page to a plan's launcher.
     page.goto(ui_server.url + "/")
-    run_link = page.locator("[data-testid=plan-card]", has_text="gold-investment-en").get_by_role("link", name="Run")
+    run_link = page.locator("[data-testid=plan-card]", has_text="gold-investment-en").get_by_role("link", name="Run", exact=True)
     run_link.focus()
     page.keyboard.press("Enter")
     expect(page.get_by_role("heading", name="Start a run of gold-investment-en")).to_be_visible()

@@ -262,7 +262,8 @@ export const RUN_STATUSES: RunStatus[] = [
   "interrupted",
 ];
 
-export const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled", "interrupted"]);
+/** States a run stays in unless someone resumes it ("interrupted" runs resume on their own). */
+export const FINISHED_STATUSES: ReadonlySet<string> = new Set(["completed", "failed", "cancelled"]);
 
 export interface Progress {
   completed_count?: number;

@@ -158,3 +158,11 @@ export class RunStream {
     }, delay);
   }
 }
+
+/** The flow index an event is about: `flow_index`, or the step of an LLM call ("1.6.3#1"). */
+export function flowIndexOfEvent(event: RunEvent): string | null {
+  const { flow_index: flowIndex, step } = event.data;
+  if (typeof flowIndex === "string" && flowIndex) return flowIndex;
+  if (typeof step === "string" && step) return step.split("#")[0];
+  return null;
+}

@@ -175,10 +175,10 @@ class ScriptSandbox:
         if call.code_id not in worker.known_code:
             request["code"] = call.code
             worker.known_code.add(call.code_id)  # later frames may rely on it: frames run in order
-        if not worker.inflight:
+        worker.inflight.append(call)
+        if len(worker.inflight) == 1:
             call.started = time.monotonic()
             self._arm_watchdog(worker)
-        worker.inflight.append(call)
         worker.outbox += codec.pack(request)
         self._flush(worker)
 
@@ -333,7 +333,7 @@ class ScriptSandbox:
             stderr = open(self.log_path, "ab")
         try:
             process = subprocess.Popen(
-                [self.python, str(WORKER_PATH), str(self.memory_mb)],
+                [self.python, str(WORKER_PATH), str(self.memory_mb), str(os.getpid())],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=stderr,

@@ -1,6 +1,6 @@
 """The script worker: a child process that runs plan scripts for one run.
 
-Started as `python worker.py MEMORY_MB` with the run's working directory as cwd. It reads
+Started as `python worker.py MEMORY_MB PARENT_PID` with the run's working directory as cwd. It reads
 request frames on its stdin and answers on its stdout; once started, file descriptors 0 and 1
 are moved out of the way so that a script's print() goes to stderr and input() sees EOF.
 
@@ -160,6 +160,21 @@ def _handle(request: dict, body: WorkerBody) -> dict:
         return _error(request, "failed", exc)
 
 
+def _die_with_parent() -> None:
+    """Linux: get SIGKILL when the engine process dies, even while a script loops."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
 def _limit_memory(memory_mb: int) -> None:
     if memory_mb <= 0:
         return
@@ -198,6 +213,10 @@ def _write_all(fd: int, data: bytes) -> None:
 
 def main() -> None:
     memory_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    parent = int(sys.argv[2]) if len(sys.argv) > 2 else 0
+    _die_with_parent()
+    if parent and os.getppid() != parent:
+        return  # the engine died before the death signal was armed
     requests = _FrameReader(os.dup(0))
     answers = os.dup(1)
     devnull = os.open(os.devnull, os.O_RDONLY)

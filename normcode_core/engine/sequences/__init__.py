@@ -70,12 +70,12 @@ def get_handler(name: str) -> Handler:
     return handler
 
 
-def is_concurrent_safe(inference: object) -> bool:
+def is_concurrent_safe(inference: object, plan: object = None) -> bool:
     """Whether a step may run ahead of upstream's order, concurrently with others.
 
     Only steps without order-dependent side effects qualify (e.g. pure LLM steps; not file
     reads/writes, scripts with effects or questions to a human). A sequence module says so by
-    defining `concurrent_safe(inference) -> bool`; without it the answer is no.
+    defining `concurrent_safe(inference, plan) -> bool`; without it the answer is no.
     """
     target = SEQUENCES.get(getattr(inference, "sequence", ""))
     if target is None:
@@ -85,4 +85,4 @@ def is_concurrent_safe(inference: object) -> bool:
     except ImportError:
         return False
     check = getattr(module, "concurrent_safe", None)
-    return bool(check(inference)) if callable(check) else False
+    return bool(check(inference, plan)) if callable(check) else False

@@ -2,7 +2,7 @@
 
 import { useEffect, useRef } from "react";
 import { formatClock } from "../format";
-import type { RunEvent } from "../stream";
+import { flowIndexOfEvent, type RunEvent } from "../stream";
 
 const SHOWN = 500;
 
@@ -23,8 +23,12 @@ function summary(event: RunEvent): string {
       parts.push(`${key}: ${text.length > 160 ? `${text.slice(0, 157)}…` : text}`);
     }
   }
-  const tokens = d.total_tokens ?? (d.usage as Record<string, unknown> | undefined)?.total_tokens;
-  if (typeof tokens === "number") parts.push(`${tokens} tokens`);
+  const response = (d.response ?? {}) as Record<string, unknown>;
+  if (typeof response.model === "string") parts.push(response.model);
+  if (typeof response.input_tokens === "number" || typeof response.output_tokens === "number") {
+    parts.push(`${Number(response.input_tokens ?? 0)} in / ${Number(response.output_tokens ?? 0)} out tokens`);
+  }
+  if (typeof response.latency_ms === "number") parts.push(`${Math.round(response.latency_ms)} ms`);
   return parts.join(" · ");
 }
 
@@ -61,7 +65,7 @@ export function EventLog({ events }: { events: RunEvent[] }) {
           <div className={`event event-${event.type}`} key={`${event.seq}-${i}`} data-seq={event.seq} data-type={event.type}>
             <span className="event-time">{formatClock(event.ts ?? null)}</span>
             <span className="event-type">{event.type}</span>
-            {typeof event.data.flow_index === "string" && <span className="flow-index">{event.data.flow_index}</span>}
+            {flowIndexOfEvent(event) && <span className="flow-index">{flowIndexOfEvent(event)}</span>}
             <span className="event-summary">{summary(event)}</span>
           </div>
         ))}

@@ -10,9 +10,10 @@ export interface GraphViewProps {
   tree: PlanTree;
   states?: Record<string, StepState>;
   stepEvents?: Record<string, Record<string, unknown>>;
+  stepCalls?: Record<string, Array<Record<string, unknown>>>;
 }
 
-export function GraphView({ tree, states, stepEvents }: GraphViewProps) {
+export function GraphView({ tree, states, stepEvents, stepCalls }: GraphViewProps) {
   const [selected, setSelected] = useState<string | null>(null);
   return (
     <div className="graph-view">
@@ -46,6 +47,7 @@ export function GraphView({ tree, states, stepEvents }: GraphViewProps) {
           flowIndex={selected}
           state={states?.[selected]}
           lastEvent={stepEvents?.[selected]}
+          llmCalls={stepCalls?.[selected]}
           onClose={() => setSelected(null)}
         />
       ) : (

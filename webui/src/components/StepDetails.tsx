@@ -62,10 +62,33 @@ export interface StepDetailsProps {
   flowIndex: string;
   state?: StepState;
   lastEvent?: Record<string, unknown>;
+  llmCalls?: Array<Record<string, unknown>>;
   onClose: () => void;
 }
 
-export function StepDetails({ tree, flowIndex, state, lastEvent, onClose }: StepDetailsProps) {
+function LlmCall({ call, n }: { call: Record<string, unknown>; n: number }) {
+  const request = (call.request ?? {}) as { messages?: Array<{ role?: string; content?: unknown }> };
+  const response = (call.response ?? {}) as Record<string, unknown>;
+  const prompt = (request.messages ?? [])
+    .filter((m) => m.role === "user")
+    .map((m) => (typeof m.content === "string" ? m.content : JSON.stringify(m.content)))
+    .join("\n");
+  return (
+    <details className="llm-call">
+      <summary>
+        Call {n}
+        {typeof response.model === "string" ? ` · ${response.model}` : ""}
+        {typeof response.input_tokens === "number" ? ` · ${response.input_tokens} in / ${String(response.output_tokens ?? 0)} out` : ""}
+      </summary>
+      <h4>Prompt</h4>
+      <pre className="value">{clip(prompt)}</pre>
+      <h4>Reply</h4>
+      <pre className="value">{clip(typeof response.text === "string" ? response.text : JSON.stringify(response, null, 1))}</pre>
+    </details>
+  );
+}
+
+export function StepDetails({ tree, flowIndex, state, lastEvent, llmCalls, onClose }: StepDetailsProps) {
   const step = tree.byIndex.get(flowIndex);
   if (!step) return null;
   const inference = step.inference;
@@ -95,6 +118,14 @@ export function StepDetails({ tree, flowIndex, state, lastEvent, onClose }: Step
           <pre className="value" data-testid="step-result">
             {clip(JSON.stringify(lastEvent.result, null, 1))}
           </pre>
+        </>
+      )}
+      {llmCalls && llmCalls.length > 0 && (
+        <>
+          <h4>LLM calls ({llmCalls.length})</h4>
+          {llmCalls.map((call, i) => (
+            <LlmCall key={i} call={call} n={i + 1} />
+          ))}
         </>
       )}
       <h4>Infers</h4>

@@ -2,7 +2,7 @@
 // and an optional cycle limit.
 
 import { useState, type FormEvent } from "react";
-import { getPlan, listAgents, startRun, type Agent, type Plan } from "../api";
+import { getPlan, getPlanGraph, listAgents, startRun, type Agent, type Concept, type Plan } from "../api";
 import { ErrorBox } from "../components/ErrorBox";
 import { href, navigate } from "../router";
 import { useAsync } from "../useAsync";
@@ -30,7 +30,12 @@ function defaultAgent(agents: Agent[], plan: Plan): string {
   );
 }
 
-function LaunchForm({ plan, agents }: { plan: Plan; agents: Agent[] }) {
+function shortValue(value: unknown): string {
+  const text = typeof value === "string" ? value : JSON.stringify(value);
+  return text.length > 200 ? `${text.slice(0, 197)}…` : text;
+}
+
+function LaunchForm({ plan, agents, concepts }: { plan: Plan; agents: Agent[]; concepts: Map<string, Concept> }) {
   const [values, setValues] = useState<Record<string, string>>({});
   const [agent, setAgent] = useState(() => defaultAgent(agents, plan));
   const [maxCycles, setMaxCycles] = useState("");
@@ -67,20 +72,31 @@ function LaunchForm({ plan, agents }: { plan: Plan; agents: Agent[] }) {
         {inputNames.map((name, i) => {
           const spec = plan.inputs[name];
           const id = `input-${i}`;
-          const embedded = spec?.source === "embedded";
+          const embeddedValue = concepts.get(name)?.reference_data;
+          const hasDefault = spec?.source === "embedded" || (embeddedValue !== undefined && embeddedValue !== null);
+          const required = spec?.required === true && !hasDefault;
           return (
             <div className="field" key={name}>
               <label htmlFor={id}>
                 <code>{name}</code>
                 {spec?.type && <span className="muted"> {String(spec.type)}</span>}
+                {required && <span className="error-text"> (required)</span>}
               </label>
               {spec?.description && <p className="muted small">{String(spec.description)}</p>}
+              {embeddedValue !== undefined && embeddedValue !== null && (
+                <p className="muted small">
+                  Plan value: <code>{shortValue(embeddedValue)}</code>
+                </p>
+              )}
               <textarea
                 id={id}
                 name={name}
                 rows={2}
+                required={required}
                 value={values[name] ?? ""}
-                placeholder={embedded ? "Leave blank to use the value embedded in the plan" : "Value (text, or JSON)"}
+                placeholder={
+                  hasDefault ? "Leave blank to use the plan's value; text, or JSON for a list or {data, axes}" : "Text, or JSON for a list or {data, axes}"
+                }
                 onChange={(e) => setValues({ ...values, [name]: e.target.value })}
               />
             </div>
@@ -131,6 +147,9 @@ function LaunchForm({ plan, agents }: { plan: Plan; agents: Agent[] }) {
 export function RunLaunchPage({ planId }: { planId: string }) {
   const plan = useAsync(() => getPlan(planId), [planId]);
   const agents = useAsync(listAgents, []);
+  // The graph's concepts hold the values embedded in the plan, shown as each input's default.
+  const graph = useAsync(() => getPlanGraph(planId), [planId]);
+  const concepts = new Map((graph.data?.concepts ?? []).map((c) => [c.concept_name, c]));
   return (
     <div className="page">
       <nav className="crumbs" aria-label="Breadcrumb">
@@ -140,7 +159,7 @@ export function RunLaunchPage({ planId }: { planId: string }) {
       <h1>Start a run{plan.data ? ` of ${plan.data.name}` : ""}</h1>
       <ErrorBox error={plan.error} title="Could not load the plan" />
       <ErrorBox error={agents.error} title="Could not load the agents" />
-      {plan.data && (agents.data !== undefined || Boolean(agents.error)) && <LaunchForm plan={plan.data} agents={agents.data ?? []} />}
+      {plan.data && (agents.data !== undefined || Boolean(agents.error)) && <LaunchForm plan={plan.data} agents={agents.data ?? []} concepts={concepts} />}
       {(plan.loading || agents.loading) && !(plan.data && agents.data) && <p className="muted">Loading…</p>}
     </div>
   );

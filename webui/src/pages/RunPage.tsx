@@ -26,7 +26,7 @@ import { StatusBadge } from "../components/StatusBadge";
 import { formatDuration, formatNumber, formatTime, runDuration, totalTokens } from "../format";
 import { buildPlanTree, stateFromEvent, type StepState } from "../planTree";
 import { href } from "../router";
-import { RunStream, TERMINAL_EVENTS, type RunEvent, type StreamState } from "../stream";
+import { flowIndexOfEvent, RunStream, TERMINAL_EVENTS, type RunEvent, type StreamState } from "../stream";
 import { useAsync } from "../useAsync";
 
 const REFRESH_DELAY_MS = 300;
@@ -56,6 +56,7 @@ export function RunPage({ runId }: { runId: string }) {
   const [events, setEvents] = useState<RunEvent[]>([]);
   const [states, setStates] = useState<Record<string, StepState>>({});
   const [stepEvents, setStepEvents] = useState<Record<string, Record<string, unknown>>>({});
+  const [stepCalls, setStepCalls] = useState<Record<string, Array<Record<string, unknown>>>>({});
   const [streamState, setStreamState] = useState<StreamState>("connecting");
   const [questions, setQuestions] = useState<Question[]>([]);
   const [result, setResult] = useState<RunResult | null>(null);
@@ -85,6 +86,7 @@ export function RunPage({ runId }: { runId: string }) {
     setEvents([]);
     setStates({});
     setStepEvents({});
+    setStepCalls({});
     setQuestions([]);
     setResult(null);
     setArtifacts([]);
@@ -98,11 +100,14 @@ export function RunPage({ runId }: { runId: string }) {
       onEvent: (event) => {
         lastSeq.current = event.seq;
         setEvents((list) => [...list, event]);
-        const flowIndex = event.data.flow_index;
+        const flowIndex = flowIndexOfEvent(event);
         const state = stateFromEvent(event.type);
-        if (typeof flowIndex === "string" && state) {
+        if (flowIndex && state) {
           setStates((prev) => ({ ...prev, [flowIndex]: state }));
           setStepEvents((prev) => ({ ...prev, [flowIndex]: event.data }));
+        }
+        if (flowIndex && event.type === "llm_call") {
+          setStepCalls((prev) => ({ ...prev, [flowIndex]: [...(prev[flowIndex] ?? []), event.data] }));
         }
         if (event.type === "llm_call" || event.type === "run_started" || state || QUESTION_EVENTS.has(event.type)) {
           refreshSoon();
@@ -180,6 +185,11 @@ export function RunPage({ runId }: { runId: string }) {
               Stop
             </button>
           )}
+          {run && (
+            <a className="button" href={href(`/plans/${encodeURIComponent(run.plan_id)}/run`)}>
+              New run
+            </a>
+          )}
           {run && RESUMABLE.has(run.status) && (
             <button type="button" onClick={() => void act(resumeRun, true)}>
               Resume
@@ -218,7 +228,7 @@ export function RunPage({ runId }: { runId: string }) {
       <section className="panel" aria-labelledby="graph-title">
         <h2 id="graph-title">Plan graph</h2>
         <ErrorBox error={graph.error} title="Could not load the graph" />
-        {tree ? <GraphView tree={tree} states={shownStates} stepEvents={stepEvents} /> : <p className="muted">Loading graph…</p>}
+        {tree ? <GraphView tree={tree} states={shownStates} stepEvents={stepEvents} stepCalls={stepCalls} /> : <p className="muted">Loading graph…</p>}
       </section>
       <EventLog events={events} />
     </div>

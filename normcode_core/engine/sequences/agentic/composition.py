@@ -9,10 +9,12 @@ asserts its condition over the results (assertion.py).
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from normcode_core.engine.paradigms import ParadigmLibrary, ParadigmState, run_paradigm
+from normcode_core.engine.paradigms import ParadigmError, ParadigmLibrary, ParadigmState, run_paradigm
 from normcode_core.engine.paradigms.loader import Paradigm
 from normcode_core.engine.reference import Reference, element_action
 from normcode_core.engine.sequences.agentic.apply import (
@@ -107,3 +109,57 @@ async def run_judgement(ctx: StepContext) -> StepResult:
             tensor=reference.tensor, axes=list(reference.axes), filter_axis=assertion.filter_axis, shape=list(reference.shape)
         )
     return StepResult(reference=assertion.reference, condition_met=assertion.condition_met, truth_mask=mask)
+
+
+# Tools whose use makes a step's effect depend on when it runs (files, scripts, a human).
+ORDER_DEPENDENT_TOOLS = frozenset({"file_system", "python_interpreter", "user_input"})
+ITERATING = frozenset({"looping", "quantifying"})
+
+
+@dataclass(frozen=True)
+class _PlanShape:
+    """Which concepts are written by several steps, and which steps repeat inside loops."""
+
+    rewritten: frozenset[str]
+    loop_roots: tuple[str, ...]
+
+
+_shape_cache: list[tuple[Any, _PlanShape]] = []
+
+
+def _plan_shape(plan: Any) -> _PlanShape:
+    for cached_plan, shape in _shape_cache:
+        if cached_plan is plan:
+            return shape
+    writers = Counter(inference.concept_to_infer for inference in plan.inferences)
+    shape = _PlanShape(
+        rewritten=frozenset(name for name, count in writers.items() if count > 1),
+        loop_roots=tuple(i.flow_index + "." for i in plan.inferences if i.sequence in ITERATING),
+    )
+    _shape_cache[:] = [(plan, shape)]
+    return shape
+
+
+def concurrent_safe(inference: Any, plan: Any = None) -> bool:
+    """Whether a composition step may run ahead of upstream's order, concurrently.
+
+    Only when nothing can change under it: its paradigm only prompts the LLM and reshapes data
+    (no file, script or human-input affordance), none of its inputs is written by more than one
+    step, and it is not repeated inside a loop. Otherwise a step started early could see an
+    input that is replaced before its turn, and its LLM call would be wasted.
+    """
+    name = (getattr(inference, "working_interpretation", None) or {}).get("paradigm")
+    directory = getattr(plan, "paradigm_dir", None)
+    if not name or directory is None:
+        return False
+    try:
+        paradigm = ParadigmLibrary(directory).load(name)
+    except ParadigmError:
+        return False
+    if any(affordance.tool in ORDER_DEPENDENT_TOOLS for affordance in paradigm.affordances.values()):
+        return False
+    shape = _plan_shape(plan)
+    inputs = [*inference.value_concepts, *inference.context_concepts, inference.function_concept]
+    if any(concept in shape.rewritten for concept in inputs if concept):
+        return False
+    return not inference.flow_index.startswith(shape.loop_roots)
