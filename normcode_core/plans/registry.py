@@ -149,9 +149,9 @@ class PlanRegistry:
 
     def version(self, plan_id: str, version: str | None = None) -> PlanVersionRecord:
         """One version (the latest when None)."""
-        self.get(plan_id)
-        record = self.storage.get_plan_version(plan_id, version)
+        record = self.storage.get_plan_version(plan_id, version) if is_safe_plan_id(plan_id) else None
         if record is None:
+            self.get(plan_id)  # says which is missing: the plan or the version
             raise PlanNotFound(f"plan {plan_id!r} has no version {version!r}")
         return record
 

@@ -38,7 +38,8 @@ async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator
     last = after
     idle_since = time.monotonic()
     while True:
-        signal = runs.signal(run_id)  # taken before reading, so no append is missed in between
+        signal = runs.signal(run_id)
+        seen = signal.version  # noted before reading, so no append is missed in between
         events = await asyncio.to_thread(read_run_events, run_db, last)
         if events:
             for event in events:
@@ -56,7 +57,7 @@ async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator
         if time.monotonic() - idle_since >= KEEPALIVE_S:
             idle_since = time.monotonic()
             yield None
-        await signal.wait(POLL_S)
+        await signal.wait(seen, POLL_S)
 
 
 def _start_after(raw: str | None) -> int:

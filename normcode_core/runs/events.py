@@ -70,18 +70,39 @@ def read_run_events(
 
 
 class EventSignal:
-    """Wakes readers of one run when its live execution appends events."""
+    """Wakes readers of one run when its live execution appends events (from any thread).
 
-    def __init__(self) -> None:
+    `version` counts changes; a reader notes it, reads the log, then waits for a newer version.
+    The server loop is only woken when someone waits, so a run nobody watches costs nothing."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None = None) -> None:
+        self.version = 0
+        self._loop = loop
+        self._waiters = 0
         self._changed = asyncio.Event()
 
     def notify(self) -> None:
+        """Something changed (call from the loop the readers wait on, or from any thread when it was given)."""
+        self.version += 1
+        if not self._waiters:
+            return
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake)
+        else:
+            self._wake()
+
+    def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    async def wait(self, timeout: float) -> None:
-        changed = self._changed
+    async def wait(self, seen_version: int, timeout: float) -> None:
+        """Return once the version differs from `seen_version`, or after `timeout` seconds."""
+        self._waiters += 1
         try:
-            await asyncio.wait_for(changed.wait(), timeout)
+            if self.version != seen_version:
+                return
+            await asyncio.wait_for(self._changed.wait(), timeout)
         except asyncio.TimeoutError:
             pass
+        finally:
+            self._waiters -= 1

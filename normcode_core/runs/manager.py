@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
@@ -34,6 +35,7 @@ from normcode_core.logging import get_logger
 from normcode_core.plans.package import PackageLimits
 from normcode_core.plans.registry import PlanNotFound, PlanRegistry
 from normcode_core.runs.events import EventSignal, read_run_events
+from normcode_core.runs.loops import WorkerLoops
 from normcode_core.storage.base import FINISHED_STATES, IdempotencyKeyExists, RunRecord, Storage, utcnow
 
 logger = get_logger("normcode.runs")
@@ -43,7 +45,12 @@ ACTIVE_STATES = ("queued", "running", "waiting_input")
 RESUMABLE_STATES = ("interrupted", "failed", "cancelled")
 LEASE_S = 15.0
 DISPATCH_POLL_S = 1.0
+WATCH_S = 1.0
 PLAN_CACHE_SIZE = 32
+RECORD_TTL_S = 0.5
+RECENT_RECORDS = 10_000
+# Event loops (threads) executions run on; the server's own loop only serves HTTP.
+WORKER_LOOPS = max(2, min(4, os.cpu_count() or 2))
 MAX_CYCLES_LIMIT = 1_000_000
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "plans"
 RESULT_FILE = "result.json"
@@ -67,7 +74,8 @@ class LiveRun:
 
     run_id: str
     signal: EventSignal = field(default_factory=EventSignal)
-    execution: Any = None
+    execution: Any = None  # lives on `loop`: call into it only through that loop
+    loop: asyncio.AbstractEventLoop | None = None
     task: asyncio.Task[None] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0})
@@ -94,6 +102,15 @@ class LiveRun:
             self.usage["output_tokens"] += int(response.get("output_tokens") or 0)
         self.signal.notify()
 
+    def call_execution(self, method: str, *args: Any) -> None:
+        """Call a method of the execution on its own loop (fire and forget)."""
+        execution, loop = self.execution, self.loop
+        if execution is not None and loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(getattr(execution, method), *args)
+
+    def executing(self) -> bool:
+        return self.task is not None and not self.task.done()
+
 
 class RunManager:
     def __init__(self, settings: Any, storage: Storage, agents: Any, plugin_manager: Any = None) -> None:
@@ -114,15 +131,20 @@ class RunManager:
         self.accepting = False
         self._live: dict[str, LiveRun] = {}
         self._signals: dict[str, EventSignal] = {}
-        self._plans: OrderedDict[tuple[str, str], Plan] = OrderedDict()
+        self._recent: OrderedDict[str, tuple[float, RunRecord]] = OrderedDict()
+        self._plans: OrderedDict[tuple[str, str], tuple[Plan, str]] = OrderedDict()
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
+        self.loops = WorkerLoops(WORKER_LOOPS)
+        self._server_loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def start(self) -> None:
         """Clean up, deploy the examples into an empty server, requeue what an earlier process left
         behind, then start taking runs (and only then report reconciled, which /ready waits for)."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
+        self._server_loop = asyncio.get_running_loop()
+        self.loops.start()
         await asyncio.to_thread(self.plans.sweep)
         if self.settings.get("plans.deploy_examples", True):
             await asyncio.to_thread(self._deploy_examples)
@@ -141,17 +163,17 @@ class RunManager:
         self.accepting = False
         for task in self._background:
             task.cancel()
-        running = [live for live in self._live.values() if live.task is not None and not live.task.done()]
+        running = self._executing()
         for live in running:
             live.interrupt_requested = True
-            if live.execution is not None:
-                _stop_after_current_step(live.execution)
+            if live.execution is not None and live.loop is not None:
+                live.loop.call_soon_threadsafe(_stop_after_current_step, live.execution)
         tasks = [live.task for live in running if live.task is not None]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=max(grace_s, 0.0))
             for live in running:
-                if live.task in pending and live.execution is not None:
-                    live.execution.cancel()  # abandon the step in flight; it is redone on resume
+                if live.task in pending:
+                    live.call_execution("cancel")  # abandon the step in flight; it is redone on resume
             if pending:
                 _done, pending = await asyncio.wait(pending, timeout=2.0)
             for task in pending:
@@ -160,11 +182,12 @@ class RunManager:
                 await asyncio.wait(pending, timeout=2.0)
         for live in running:
             await asyncio.to_thread(self._mark_interrupted, live.run_id, "the server stopped before the run finished")
+        await asyncio.to_thread(self.loops.stop)
         logger.info("runs_stopped", interrupted=len(running))
 
     def active_count(self) -> int:
         """Runs executing in this process right now."""
-        return sum(1 for live in self._live.values() if live.task is not None and not live.task.done())
+        return len(self._executing())
 
     # -- creating runs --------------------------------------------------------------------------
     async def create_run(self, request: RunRequest) -> tuple[RunRecord, bool]:
@@ -176,7 +199,7 @@ class RunManager:
                 return self._same_request(existing, request), False
         record = await asyncio.to_thread(self._new_record, request)
         try:
-            record = await asyncio.to_thread(self.storage.create_run, record)
+            record = self._remember(await asyncio.to_thread(self.storage.create_run, record))
         except IdempotencyKeyExists as exc:
             return self._same_request(exc.existing, request), False
         self._wake.set()
@@ -191,7 +214,7 @@ class RunManager:
                 raise ApiError(409, "run_exists", f"a run with id {request.run_id!r} already exists")
         try:
             version = self.plans.version(request.plan_id, request.version)
-            plan = self.load_plan(request.plan_id, version.version)
+            plan, content_hash = self._deployed(request.plan_id, version.version)
         except PlanNotFound as exc:
             raise ApiError(404, "plan_not_found", str(exc)) from None
         manifest = plan.manifest
@@ -249,18 +272,18 @@ class RunManager:
         if record.status in FINISHED_STATES:
             raise ApiError(409, "run_finished", f"run {run_id} is already {record.status}")
         live = self._live.get(run_id)
-        if live is not None and live.task is not None and not live.task.done() and live.execution is not None:
+        if live is not None and live.executing():
             live.cancel_requested = True
-            live.execution.cancel()
+            live.call_execution("cancel")
             return record
         finished = {"status": "cancelled", "finished_at": utcnow(), "owner": None, "lease_until": None}
-        updated = await asyncio.to_thread(
-            self.storage.update_run_if, run_id, {"status": ("queued", "waiting_input", "interrupted")}, **finished
+        updated = await self._transition(
+            run_id, {"status": ("queued", "waiting_input", "interrupted")}, **finished
         )
         if updated is None and record.status == "running":
             # Executing on another replica: it sees the state change at its next lease renewal.
-            updated = await asyncio.to_thread(
-                self.storage.update_run_if, run_id, {"status": "running"}, status="cancelled", finished_at=utcnow()
+            updated = await self._transition(
+                run_id, {"status": "running"}, status="cancelled", finished_at=utcnow()
             )
         if updated is None:
             return await self.cancel(run_id)  # it changed state meanwhile: decide again
@@ -281,7 +304,7 @@ class RunManager:
         fields: dict[str, Any] = {"status": "queued", "error": None, "finished_at": None, "owner": None, "lease_until": None}
         if agent is not None:
             fields["agent"] = agent
-        updated = await asyncio.to_thread(self.storage.update_run_if, run_id, {"status": record.status}, **fields)
+        updated = await self._transition(run_id, {"status": record.status}, **fields)
         if updated is None:
             raise ApiError(409, "run_changed", f"run {run_id} changed state meanwhile; try again")
         self._wake.set()
@@ -337,16 +360,17 @@ class RunManager:
         if question_id not in questions:
             raise ApiError(404, "question_not_found", f"run {run_id} has no open question {question_id!r}")
         live = self._live.get(run_id)
-        if live is not None and live.execution is not None and live.task is not None and not live.task.done():
-            live.execution.answer(question_id, text)  # the waiting step continues right away
+        if live is not None and live.executing() and live.execution is not None and live.loop is not None:
+            # The waiting step continues right away.
+            await WorkerLoops.call(live.loop, live.execution.answer, question_id, text)
             return record
         if record.status == "running":
             raise ApiError(409, "run_busy", f"run {run_id} is executing on another server; retry shortly")
         await asyncio.to_thread(self._record_answer, record, question_id, text)
         if record.status != "waiting_input":
             return record
-        updated = await asyncio.to_thread(
-            self.storage.update_run_if, run_id, {"status": "waiting_input"}, status="queued", owner=None, lease_until=None
+        updated = await self._transition(
+            run_id, {"status": "waiting_input"}, status="queued", owner=None, lease_until=None
         )
         self._wake.set()
         return updated or await self.get(run_id)
@@ -363,9 +387,29 @@ class RunManager:
 
     # -- reading runs ---------------------------------------------------------------------------
     async def get(self, run_id: str) -> RunRecord:
+        """A run as stored. Changes this process makes are seen at once; changes made by another
+        replica within RECORD_TTL_S (reads are cached that long, so polling clients stay cheap)."""
+        cached = self._recent.get(run_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
         record = await asyncio.to_thread(self.storage.get_run, run_id) if SAFE_RUN_ID.match(run_id) else None
         if record is None:
             raise ApiError(404, "run_not_found", f"no run {run_id!r}")
+        return self._remember(record)
+
+    async def _transition(self, run_id: str, expected: dict[str, Any], **fields: Any) -> RunRecord | None:
+        """Compare-and-set on the stored run (see Storage.update_run_if), keeping the read cache right."""
+        updated = await asyncio.to_thread(self.storage.update_run_if, run_id, expected, **fields)
+        if updated is None:
+            self._recent.pop(run_id, None)
+            return None
+        return self._remember(updated)
+
+    def _remember(self, record: RunRecord) -> RunRecord:
+        self._recent.pop(record.run_id, None)
+        self._recent[record.run_id] = (time.monotonic() + RECORD_TTL_S, record)
+        while len(self._recent) > RECENT_RECORDS:
+            self._recent.popitem(last=False)
         return record
 
     def live_progress(self, run_id: str) -> tuple[dict[str, Any], dict[str, int]] | None:
@@ -384,7 +428,10 @@ class RunManager:
         live = self._live.get(run_id)
         if live is not None:
             return live.signal
-        return self._signals.setdefault(run_id, EventSignal())
+        signal = self._signals.get(run_id)
+        if signal is None:
+            signal = self._signals[run_id] = EventSignal(self._server_loop)
+        return signal
 
     def read_result(self, run_id: str) -> dict[str, Any] | None:
         path = self.run_dir(run_id) / RESULT_FILE
@@ -394,19 +441,24 @@ class RunManager:
 
     def load_plan(self, plan_id: str, version: str) -> Plan:
         """The engine's Plan for a deployed version (cached: deployed versions never change)."""
+        return self._deployed(plan_id, version)[0]
+
+    def _deployed(self, plan_id: str, version: str) -> tuple[Plan, str]:
+        """(Plan, content hash) of a deployed version."""
         key = (plan_id, version)
-        plan = self._plans.get(key)
-        if plan is not None:
+        entry = self._plans.get(key)
+        if entry is not None:
             self._plans.move_to_end(key)
-            return plan
+            return entry
+        record = self.plans.version(plan_id, version)
         try:
             plan = load_plan(self.plans.version_dir(plan_id, version))
         except PlanInvalid as exc:
             raise PlanNotFound(f"plan {plan_id!r} version {version!r} no longer loads: {exc}") from exc
-        self._plans[key] = plan
+        self._plans[key] = entry = (plan, record.content_hash)
         while len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
-        return plan
+        return entry
 
     def forget_plan(self, plan_id: str) -> None:
         for key in [key for key in self._plans if key[0] == plan_id]:
@@ -424,15 +476,15 @@ class RunManager:
                     break
                 if record is None:
                     break
-                self._launch(record)
+                self._launch(self._remember(record))
             try:
                 await asyncio.wait_for(self._wake.wait(), DISPATCH_POLL_S)
             except asyncio.TimeoutError:
                 pass
 
     def _launch(self, record: RunRecord) -> None:
-        live = self._live.get(record.run_id) or LiveRun(record.run_id, signal=self._signals.pop(record.run_id, EventSignal()))
-        live.cancel_requested = live.interrupt_requested = False
+        live = LiveRun(record.run_id, signal=self._signals.pop(record.run_id, None) or EventSignal(self._server_loop))
+        live.loop = self.loops.pick()
         self._live[record.run_id] = live
         live.task = asyncio.create_task(self._execute(record, live), name=f"normcode-run-{record.run_id}")
 
@@ -440,7 +492,8 @@ class RunManager:
         run_id = record.run_id
         outcome_fields: dict[str, Any]
         try:
-            outcome_fields = await self._run_engine(record, live)
+            assert live.loop is not None
+            outcome_fields = await WorkerLoops.run(live.loop, self._run_engine(record, live))
         except asyncio.CancelledError:
             live.execution = None
             raise  # shutdown marks it interrupted
@@ -459,8 +512,8 @@ class RunManager:
         }
         if status in FINISHED_STATES:
             fields["finished_at"] = utcnow()
-        updated = await asyncio.to_thread(
-            self.storage.update_run_if, run_id, {"status": "running", "owner": self.owner}, **fields
+        updated = await self._transition(
+            run_id, {"status": "running", "owner": self.owner}, **fields
         )
         self._forget(run_id)
         self._wake.set()
@@ -471,15 +524,17 @@ class RunManager:
         from normcode_core.engine.execution import Execution
 
         run_id = record.run_id
-        plan = await asyncio.to_thread(self.load_plan, record.plan_id, record.plan_version)
-        version = await asyncio.to_thread(self.plans.version, record.plan_id, record.plan_version)
-        if version.content_hash != record.plan_hash:
+        plan, content_hash = await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
+        if content_hash != record.plan_hash:
             return {"status": "failed", "error": f"plan {record.plan_id!r} version {record.plan_version} changed since the run was created"}
         agent = self.agents.get(record.agent)
         run_dir = self.run_dir(run_id)
         workspace = run_dir / "artifacts"
         workspace.mkdir(parents=True, exist_ok=True)
-        live.progress, live.usage = await asyncio.to_thread(_progress_from_log, run_dir / "run.db", plan)
+        if (run_dir / "run.db").exists():  # resuming: progress so far comes from the log
+            live.progress, live.usage = await asyncio.to_thread(_progress_from_log, run_dir / "run.db", plan)
+        else:
+            live.progress = _initial_progress(plan)
         execution = Execution(
             plan,
             run_dir,
@@ -531,31 +586,44 @@ class RunManager:
         os.replace(temporary, path)  # readers see the whole result or none
 
     async def _lease_loop(self) -> None:
-        """Renew the leases of runs executing here (with their progress); pick up runs whose owner died."""
+        """Every second, stop runs cancelled elsewhere; every LEASE_S/3, renew the leases of runs
+        executing here (with their progress) and pick up runs whose owner died."""
+        ticks = 0
         while True:
-            await asyncio.sleep(LEASE_S / 3)
+            await asyncio.sleep(WATCH_S)
+            ticks += 1
             try:
-                await self._renew_leases()
-                await asyncio.to_thread(self._reconcile, False)
+                await self._stop_runs_changed_elsewhere()
+                if ticks * WATCH_S >= LEASE_S / 3:
+                    ticks = 0
+                    await self._renew_leases()
+                    await asyncio.to_thread(self._reconcile, False)
             except Exception as exc:  # noqa: BLE001 - storage hiccup: try again next round
                 logger.error("lease_renewal_failed", error=str(exc))
 
+    def _executing(self) -> list[LiveRun]:
+        return [live for live in self._live.values() if live.executing()]
+
+    async def _stop_runs_changed_elsewhere(self) -> None:
+        for live in self._executing():
+            record = await asyncio.to_thread(self.storage.get_run, live.run_id)
+            if record is None or record.status != "running" or record.owner != self.owner:
+                # Cancelled through another replica (or taken over): stop now.
+                live.cancel_requested = True
+                live.call_execution("cancel")
+
     async def _renew_leases(self) -> None:
-        for live in list(self._live.values()):
-            if live.task is None or live.task.done():
-                continue
-            renewed = await asyncio.to_thread(
-                self.storage.update_run_if,
+        for live in self._executing():
+            renewed = await self._transition(
                 live.run_id,
                 {"status": "running", "owner": self.owner},
                 lease_until=utcnow() + timedelta(seconds=LEASE_S),
                 progress_json=live.progress,
                 usage_json=live.usage,
             )
-            if renewed is None and live.execution is not None:
-                # Cancelled from another replica (or taken over): stop before the next step.
+            if renewed is None:
                 live.cancel_requested = True
-                live.execution.cancel()
+                live.call_execution("cancel")
 
     def _reconcile(self, starting: bool) -> None:
         """Requeue (or, without resume_on_start, mark interrupted) runs no live process executes:

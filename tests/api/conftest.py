@@ -69,15 +69,17 @@ def fake_llm_factory(tmp_path: Path) -> Iterator[Callable[..., FakeLLM]]:
         server.stop()
 
 
-def write_agents(data_dir: Path, llm: FakeLLM, model: str = "nc-fake-v1", name: str = "fake") -> None:
-    """An OpenAI-compatible agent pointed at the fake LLM, in <data_dir>/config/agents.yaml."""
-    config = data_dir / "config"
-    config.mkdir(parents=True, exist_ok=True)
-    (config / "agents.yaml").write_text(
-        f"agents:\n  {name}:\n    provider: openai\n    model: {model}\n    base_url: {llm.base_url}\n"
-        f"    api_key_env: FAKE_LLM_KEY\n    max_retries: 0\n    max_concurrency: 32\n",
-        encoding="utf-8",
+def write_agents(data_dir: Path, llm: FakeLLM, model: str = "nc-fake-v1", name: str = "fake", *, add: bool = False) -> None:
+    """An OpenAI-compatible agent pointed at the fake LLM, in <data_dir>/config/agents.yaml
+    (added to the agents written before when `add`)."""
+    path = data_dir / "config" / "agents.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = path.read_text(encoding="utf-8") if add and path.exists() else "agents:\n"
+    text += (
+        f"  {name}:\n    provider: openai\n    model: {model}\n    base_url: {llm.base_url}\n"
+        f"    api_key_env: FAKE_LLM_KEY\n    max_retries: 0\n    max_concurrency: 32\n"
     )
+    path.write_text(text, encoding="utf-8")
 
 
 class Api:

@@ -50,6 +50,15 @@ def find_engine() -> tuple[dict[str, str] | None, str]:
     return None, f"no Docker engine reachable at {where} ({last_error})"
 
 
+def cli_environ() -> dict[str, str]:
+    """Environment for engine-less CLI commands (`docker compose config`): the compose plugin that
+    engine-up.sh installs is used when the CLI has no configuration of its own."""
+    environ = dict(os.environ)
+    if "DOCKER_CONFIG" not in environ and (ENGINE_UP_DIR / "dockercfg" / "cli-plugins" / "docker-compose").exists():
+        environ["DOCKER_CONFIG"] = str(ENGINE_UP_DIR / "dockercfg")
+    return environ
+
+
 def _with_builder(environ: dict[str, str]) -> dict[str, str]:
     # Without the buildx plugin the CLI cannot use BuildKit; the Dockerfile builds with either.
     if "DOCKER_BUILDKIT" not in environ:

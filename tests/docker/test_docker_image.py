@@ -10,9 +10,11 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import socket
 import sys
 import time
+import tomllib
 import uuid
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -20,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from docker_engine import (
     COMPOSE_FILE,
@@ -27,6 +31,7 @@ from docker_engine import (
     DOCKERFILE,
     REPO_ROOT,
     build_image,
+    cli_environ,
     find_engine,
     health_status,
     run,
@@ -71,7 +76,7 @@ class Deployment:
         command = ["docker", "compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args]
         return run(command, {**self.environ, **(environ or {})}, timeout=timeout).stdout
 
-    def up(self, environ: Mapping[str, str] | None = None, *flags: str) -> None:
+    def up(self, *flags: str, environ: Mapping[str, str] | None = None) -> None:
         try:
             self.compose("up", "--detach", "--wait", "--wait-timeout", "120", "--no-build", *flags, environ=environ)
         except AssertionError as error:
@@ -144,10 +149,9 @@ def wait_for_run(deployment: Deployment, run_id: str, timeout: float = 60) -> di
     raise AssertionError(f"run {run_id} still {run_state['status']} after {timeout}s\n{deployment.logs()}")
 
 
-def final_payloads(result: dict) -> dict[str, str]:
-    """{concept name: its result tensor as JSON text}, tolerant of how the result is wrapped."""
-    concepts = result.get("final_concepts", result.get("result", {}).get("final_concepts", []))
-    return {concept["name"]: json.dumps(concept["tensor"]) for concept in concepts}
+def final_tensors(result: dict) -> dict[str, str]:
+    """{concept name: its tensor as JSON text} of a run's result."""
+    return {concept["name"]: json.dumps(concept["tensor"]) for concept in result["final_concepts"]}
 
 
 def test_runs_as_non_root_and_reports_healthy(deployment: Deployment, engine: dict[str, str]) -> None:
@@ -183,7 +187,7 @@ def test_plan_and_run_history_survive_restart_and_recreate(deployment: Deploymen
     finished = wait_for_run(deployment, run_id)
     assert finished["status"] == "completed", finished
     result = deployment.get(f"/api/runs/{run_id}/result")
-    assert "224" in final_payloads(result)["{sum}"], result
+    assert "224" in final_tensors(result)["{sum}"], result
 
     def assert_still_there() -> None:
         assert plan_id in [plan["plan_id"] for plan in deployment.get("/api/plans")]
@@ -201,7 +205,7 @@ def test_plan_and_run_history_survive_restart_and_recreate(deployment: Deploymen
     assert deployment.container_id() == first_container
     assert_still_there()
 
-    deployment.up(None, "--force-recreate")
+    deployment.up("--force-recreate")
     assert deployment.container_id() != first_container
     assert_still_there()
 
@@ -215,7 +219,7 @@ def test_settings_change_through_env_without_rebuild(deployment: Deployment, eng
 
     # An env file setting and a compose pass-through variable; `up` recreates the container.
     deployment.env_file.write_text("NORMCODE_EXECUTION__MAX_CONCURRENT_RUNS=7\n")
-    deployment.up({"LOG_LEVEL": "DEBUG"})
+    deployment.up(environ={"LOG_LEVEL": "DEBUG"})
     config = deployment.get("/api/config")
     assert config["settings"]["execution"]["max_concurrent_runs"] == 7
     assert "NORMCODE_EXECUTION__MAX_CONCURRENT_RUNS" in config["sources"]["execution.max_concurrent_runs"]
@@ -225,11 +229,10 @@ def test_settings_change_through_env_without_rebuild(deployment: Deployment, eng
 
 
 def docker_compose_cli() -> dict[str, str]:
-    environ, why_not = find_engine()
     # `docker compose config` needs the CLI and its compose plugin, not a running engine.
-    environ = environ or dict(os.environ)
-    if run(["docker", "compose", "version"], environ, check=False).returncode != 0:
-        pytest.skip(f"no `docker compose` CLI plugin ({why_not or 'compose version failed'})")
+    environ = cli_environ()
+    if shutil.which("docker") is None or run(["docker", "compose", "version"], environ, check=False).returncode != 0:
+        pytest.skip("cannot validate the compose files: no `docker` CLI with the compose plugin")
     return environ
 
 
@@ -243,11 +246,6 @@ def test_compose_file_validates(compose_file: Path) -> None:
 
 def test_lock_pins_every_runtime_dependency() -> None:
     """deployment/requirements.lock pins each pyproject dependency at a version its range allows."""
-    import tomllib
-
-    from packaging.requirements import Requirement
-    from packaging.utils import canonicalize_name
-
     pins = {}
     for line in (REPO_ROOT / "deployment" / "requirements.lock").read_text().splitlines():
         if line.strip() and not line.startswith("#"):

@@ -102,7 +102,11 @@ def test_plan_graph_draws_every_inference_and_shows_details_on_click(page: Page,
         expect(details).to_contain_text(value)
     screenshot(page, "plan-graph")
 
-    # The same details are reachable without a pointer: the step list, by keyboard.
+    # The same details are reachable without a pointer: a focused node opens with Enter ...
+    page.locator(".react-flow__node[data-id='1.3']").focus()
+    page.keyboard.press("Enter")
+    expect(details).to_contain_text("Step 1.3")
+    # ... and so does the step list.
     page.get_by_text("Steps (20)").click()
     step_button = page.locator(".step-link", has_text="1.2 ")
     step_button.focus()

@@ -244,3 +244,33 @@ def test_inputs_typed_in_the_launcher_reach_the_run(page: Page, ui_server: Serve
     details = page.get_by_test_id("step-details")
     details.locator("summary", has_text="Call 1").click()
     expect(details.locator(".llm-call")).to_contain_text("solar kettles")
+
+
+def test_artifacts_a_run_wrote_are_listed_and_downloadable(page: Page, ui_server: ServerProcess) -> None:
+    deployed = httpx.post(
+        ui_server.url + "/api/plans/deploy-file",
+        files={"plan": ("derivation.zip", package_bytes("derivation-iter8"))},
+        timeout=30,
+    )
+    assert deployed.status_code < 300, deployed.text
+    started = httpx.post(ui_server.url + "/api/runs", json={"plan_id": "derivation-iter8", "agent": "demo"})
+    assert started.status_code < 300, started.text
+    run_id = started.json()["run_id"]
+
+    page.goto(f"{ui_server.url}/#/runs/{run_id}")
+    _wait_for_status(page, ui_server, run_id, "completed")
+    artifacts = ui_server.get(f"/api/runs/{run_id}/artifacts").json()["artifacts"]
+    assert artifacts, "derivation-iter8 writes files; the server lists none"
+    panel = page.get_by_test_id("artifacts")
+    for artifact in artifacts:
+        expect(panel.get_by_role("button", name=artifact["path"], exact=True)).to_be_visible()
+
+    chosen = max(artifacts, key=lambda a: a["size"])["path"]
+    with page.expect_download() as download_info:
+        panel.get_by_role("button", name=chosen, exact=True).click()
+    download = download_info.value
+    assert download.suggested_filename == chosen.rsplit("/", 1)[-1]
+    with open(download.path(), "rb") as saved:
+        assert saved.read() == ui_server.get(f"/api/runs/{run_id}/artifacts/{chosen}").content
+    expect(page.locator(".step-node.state-completed").first).to_be_visible()
+    screenshot(page, "run-artifacts")

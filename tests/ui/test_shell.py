@@ -29,6 +29,8 @@ def test_health_and_readiness_are_visible(page: Page, ui_server: ServerProcess) 
     for name in ready["checks"]:
         expect(details).to_contain_text(name)
     screenshot(page, "health")
+    page.keyboard.press("Escape")
+    expect(details).to_have_count(0)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ export function useAsync<T>(load: () => Promise<T>, deps: unknown[]): AsyncState
   const [loading, setLoading] = useState(true);
   const generation = useRef(0);
 
-  // eslint-disable-next-line react-hooks/exhaustive-deps
+  // `deps` say when `load` changes, as for useEffect.
   const run = useCallback(load, deps);
 
   const reload = useCallback(() => {

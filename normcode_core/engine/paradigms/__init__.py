@@ -2,7 +2,13 @@
 native implementations, and running compositions."""
 
 from normcode_core.engine.paradigms.composition import CompositionError, compose
-from normcode_core.engine.paradigms.loader import MetaValue, Paradigm, ParadigmError, ParadigmLibrary, parse_paradigm
+from normcode_core.engine.paradigms.loader import (
+    MetaValue,
+    Paradigm,
+    ParadigmError,
+    ParadigmLibrary,
+    parse_paradigm,
+)
 from normcode_core.engine.paradigms.runner import ParadigmState, run_paradigm
 
 __all__ = [

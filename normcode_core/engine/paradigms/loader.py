@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,21 @@ class ParadigmStep:
     affordance: str
     params: Any
     result_key: str | None
+
+    @cached_property
+    def refers_to_results(self) -> bool:
+        """Whether the params hold MetaValues to resolve (most steps have constant params)."""
+        return _holds_meta(self.params)
+
+
+def _holds_meta(value: Any) -> bool:
+    if isinstance(value, MetaValue):
+        return True
+    if isinstance(value, dict):
+        return any(_holds_meta(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_holds_meta(v) for v in value)
+    return False
 
 
 @dataclass(frozen=True)

@@ -49,7 +49,7 @@ def run_paradigm(paradigm: Paradigm, toolbox: Toolbox, state: ParadigmState) -> 
         affordance = paradigm.affordances.get(step.affordance)
         if affordance is None:
             raise ParadigmError(f"paradigm {paradigm.name}: affordance not found: {step.affordance}")
-        params = _resolve(step.params, meta, state)
+        params = _resolve(step.params, meta, state) if step.refers_to_results else step.params
         if not isinstance(params, dict):
             raise ParadigmError(f"paradigm {paradigm.name}: step {step.index} params must be an object")
         result = bind(affordance, toolbox, params)

@@ -23,7 +23,7 @@ MAX_FRAME_BYTES = 256 * 1024 * 1024
 class Opaque:
     """A script result that is not plain data, kept as its printed forms."""
 
-    __slots__ = ("type_name", "text", "representation")
+    __slots__ = ("representation", "text", "type_name")
 
     def __init__(self, type_name: str, text: str, representation: str) -> None:
         self.type_name = type_name
@@ -71,11 +71,11 @@ def encode(value: Any) -> Any:
 def _opaque(value: Any) -> dict:
     try:
         text = str(value)
-    except Exception as exc:  # a broken __str__ must not break the transport
+    except Exception as exc:  # noqa: BLE001 - a broken __str__ must not break the transport
         text = f"<unprintable {type(value).__name__}: {exc}>"
     try:
         representation = repr(value)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - same for __repr__
         representation = f"<unprintable {type(value).__name__}: {exc}>"
     return {"$opaque": [type(value).__name__, text, representation]}
 

@@ -330,7 +330,7 @@ class ScriptSandbox:
         stderr: Any = subprocess.DEVNULL
         if self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_path, "ab")
+            stderr = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
             process = subprocess.Popen(
                 [self.python, str(WORKER_PATH), str(self.memory_mb), str(os.getpid())],

@@ -50,7 +50,7 @@ class WorkerFileSystem:
             return {"status": "error", "message": f"File not found at {target}"}
         try:
             return {"status": "success", "content": target.read_text(encoding="utf-8", errors="replace")}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the script as a value
             return {"status": "error", "message": str(exc)}
 
     def save(self, content, location: str) -> dict:
@@ -62,7 +62,7 @@ class WorkerFileSystem:
             text = json.dumps(content, indent=2, ensure_ascii=False) if isinstance(content, (list, dict)) else content
             target.write_text(text, encoding="utf-8")
             return {"status": "success", "location": str(target)}
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - reported to the script as a value
             return {"status": "error", "message": str(exc)}
 
     def write(self, path: str, content) -> dict:
@@ -106,7 +106,7 @@ def _accepts_body(function) -> bool:
 
 def _run_function(request: dict, body: WorkerBody):
     namespace: dict = {}
-    exec(_code_object(request), namespace)
+    exec(_code_object(request), namespace)  # noqa: S102 - running plan scripts is this process's job
     name = request["function"]
     if name not in namespace:
         raise NameError(f"Function '{name}' not found in the provided script.")
@@ -122,7 +122,7 @@ def _run_function(request: dict, body: WorkerBody):
 def _run_exec(request: dict):
     namespace = dict(codec.decode(request["globals"]))
     namespace["__builtins__"] = builtins
-    exec(_code_object(request), namespace)
+    exec(_code_object(request), namespace)  # noqa: S102 - legacy exec-style plan scripts
     if "result" in namespace:
         return {"has_result": True, "result": namespace["result"]}
     return {"has_result": False}
@@ -150,13 +150,13 @@ def _handle(request: dict, body: WorkerBody) -> dict:
             raise ValueError(f"unknown op {request['op']!r}")
     except MemoryError as exc:
         return _error(request, "failed", exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any error of the script is its result
         return _error(request, "raised", exc)
-    except BaseException as exc:  # SystemExit, KeyboardInterrupt, GeneratorExit from the script
+    except BaseException as exc:  # noqa: BLE001 - SystemExit, KeyboardInterrupt... from the script
         return _error(request, "failed", exc)
     try:
         return {"id": request.get("id"), "status": "ok", "value": codec.encode(value)}
-    except BaseException as exc:  # e.g. a self-referencing result
+    except BaseException as exc:  # noqa: BLE001 - e.g. a self-referencing result
         return _error(request, "failed", exc)
 
 
@@ -223,7 +223,7 @@ def main() -> None:
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
-    sys.stdin = open(os.devnull, "r")
+    sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
     _limit_memory(memory_mb)
     body = WorkerBody(os.getcwd())
@@ -234,7 +234,7 @@ def main() -> None:
         answer = _handle(request, body)
         try:
             frame = codec.pack(answer)
-        except Exception as exc:  # an unencodable value becomes a step failure, not a dead worker
+        except Exception as exc:  # noqa: BLE001 - an unencodable value fails the step, not the worker
             frame = codec.pack(_error(request, "failed", exc))
         sys.stdout.flush()
         sys.stderr.flush()

@@ -18,6 +18,8 @@ from typing import Any, Protocol
 from normcode_core.engine.step import PathOutsidePlan
 
 MEMORY_FILE = "memorized.json"
+# Values live in memory and in run.db: a plan cannot pull a huge file into them.
+MAX_READ_BYTES = 64 * 1024 * 1024
 
 
 class PathPolicy(Protocol):
@@ -59,13 +61,15 @@ class FileSystemTool:
             rel = self._paths.relative_path(location)
         except PathOutsidePlan:
             raise
-        except Exception as exc:
+        except (TypeError, ValueError) as exc:
             return {"status": "error", "message": str(exc)}
-        target = self._paths.read_path(rel)
-        if not target.is_file():
-            return {"status": "error", "message": f"File not found at {self.reported(rel)}"}
         try:
-            return {"status": "success", "content": target.read_text(encoding="utf-8", errors="replace")}
+            with open(self._paths.read_path(rel), encoding="utf-8", errors="replace") as handle:
+                if os.fstat(handle.fileno()).st_size > MAX_READ_BYTES:
+                    return {"status": "error", "message": f"File too large to read as a value: {self.reported(rel)}"}
+                return {"status": "success", "content": handle.read()}
+        except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+            return {"status": "error", "message": f"File not found at {self.reported(rel)}"}
         except OSError as exc:
             return {"status": "error", "message": str(exc)}
 
@@ -75,7 +79,7 @@ class FileSystemTool:
             rel = self._paths.relative_path(location)
         except PathOutsidePlan:
             raise
-        except Exception:
+        except (TypeError, ValueError):
             return False
         return self._paths.read_path(rel).exists()
 
@@ -87,7 +91,7 @@ class FileSystemTool:
             rel = self._paths.relative_path(location)
         except PathOutsidePlan:
             raise
-        except Exception as exc:
+        except (TypeError, ValueError) as exc:
             return {"status": "error", "message": str(exc)}
         if isinstance(content, (list, dict)):
             text = json.dumps(content, indent=2, ensure_ascii=False)

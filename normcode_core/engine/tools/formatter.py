@@ -15,7 +15,6 @@ _CODE_BLOCK = re.compile(r"```(?:python|py|json)?\n(.*?)\n```", re.DOTALL)
 _USED_INPUT = re.compile(r"\$\{?(input_\d+)\}?")
 _CONTENT_KEYS = ("content", "data", "text", "body")
 _TRUE_WORDS = ("true", "yes", "1", "correct", "affirmative", "continue", "proceed")
-_FALSE_WORDS = ("false", "no", "0", "incorrect", "negative", "stop", "end", "terminate", "quit", "exit")
 
 
 def clean_code(raw: Any) -> str:
@@ -45,13 +44,11 @@ def parse_reply(raw: Any) -> Any:
 
 
 def reply_boolean(raw: Any) -> bool:
-    """A yes/no reading of free text (first matching indicator word wins, default False)."""
+    """A yes/no reading of free text: true when it contains a yes-word, else false."""
     if not isinstance(raw, str):
         return raw if isinstance(raw, bool) else False
     text = raw.strip().lower()
-    if any(word in text for word in _TRUE_WORDS):
-        return True
-    return False
+    return any(word in text for word in _TRUE_WORDS)
 
 
 class FormatterTool:
@@ -69,11 +66,11 @@ class FormatterTool:
     def get(dictionary: Any, key: Any, default: Any = None) -> Any:
         return dictionary.get(key, default)
 
-    def wrap(self, data: Any, type: str | None = None) -> str:  # noqa: A002 - paradigms pass `type=`
+    def wrap(self, data: Any, type: str | None = None) -> str:
         """A new sign holding `str(data)`; `type="literal"` means no norm."""
         return self._perception.encode(data, None if type == "literal" else type)
 
-    def wrap_list(self, data_list: Any, type: str | None = None) -> Any:  # noqa: A002
+    def wrap_list(self, data_list: Any, type: str | None = None) -> Any:
         if not isinstance(data_list, (list, tuple)):
             return data_list
         return [self.wrap(item, type) for item in data_list]

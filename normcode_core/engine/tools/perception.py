@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from normcode_core.engine.signs import SignIds, parse_sign, strip_sign, wrap
+from normcode_core.engine.step import PathOutsidePlan
 from normcode_core.engine.tools.files import FileSystemTool
 from normcode_core.engine.tools.prompt import PromptTool
 
@@ -79,10 +80,15 @@ class Perception:
         if norm == "prompt_location":
             try:
                 return instruction("prompt_template", self._prompts.read(content).template)
-            except Exception as exc:  # upstream turns this into an error text value
+            except (OSError, UnicodeError) as exc:  # upstream turns this into an error text value
                 return f"ERROR: Failed to perceive prompt '{content}': {exc}"
         if norm == "prompt":
-            if self._files.exists(content):
+            # the payload is a template file when such a file exists, else the template itself
+            try:
+                is_file = self._files.exists(content)
+            except PathOutsidePlan:
+                is_file = False
+            if is_file:
                 result = self._files.read(content)
                 content = result.get("content", content)
             return instruction("prompt_template", content)

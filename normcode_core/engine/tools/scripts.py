@@ -33,7 +33,7 @@ class PythonInterpreterTool:
         except (TypeError, ValueError) as exc:
             return {"status": "error", "message": str(exc)}
         if not isinstance(script_code, str):
-            return {"status": "error", "message": f"exec() arg 1 must be a string, bytes or code object"}
+            return {"status": "error", "message": "exec() arg 1 must be a string, bytes or code object"}
         outcome = await self._sandbox_provider().call_function(
             script_code, {str(k): v for k, v in params.items()}, function_name=function_name, filename=self.filename
         )

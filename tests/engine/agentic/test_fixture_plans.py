@@ -16,7 +16,7 @@ from normcode_core.agents.types import LLMRequest, LLMResponse
 from normcode_core.engine import load_plan
 from normcode_core.engine.execution import Execution
 
-from .helpers import FIXTURES, FIXTURE_PLANS
+from .helpers import FIXTURE_PLANS, FIXTURES
 
 
 def _load(name: str):

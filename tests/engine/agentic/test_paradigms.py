@@ -146,3 +146,23 @@ async def test_composition_conditions_and_errors() -> None:
         await compose(plan)("not a dict")
     with pytest.raises(CompositionError, match="Key 'missing' not found"):
         await compose([{"output_key": "a", "function": record, "params": {"value": "missing"}}])({})
+
+
+def test_only_pure_llm_steps_may_run_ahead() -> None:
+    from normcode_core.engine import load_plan
+    from normcode_core.engine.sequences import is_concurrent_safe
+
+    gold = load_plan(FIXTURE_PLANS / "gold-investment-en")
+    by_flow = {i.flow_index: i for i in gold.inferences}
+    assert is_concurrent_safe(by_flow["1.6.3"], gold)  # sentiment extraction: prompt + LLM only
+    assert is_concurrent_safe(by_flow["1.7"], gold)  # a judgement over LLM answers
+    assert not is_concurrent_safe(by_flow["1.6.2"], gold)  # runs a script
+    assert not is_concurrent_safe(by_flow["1.6"], gold)  # grouping declares nothing
+    derivation = load_plan(FIXTURE_PLANS / "derivation-iter8")
+    by_flow = {i.flow_index: i for i in derivation.inferences}
+    # {extraction data} is read twice in the plan: the goal step must wait for its turn
+    assert not is_concurrent_safe(by_flow["1.18.3.4.4"], derivation)
+    # inside the classification loop
+    assert not is_concurrent_safe(by_flow["1.16.3.5.1.2.3"], derivation)
+    ask = load_plan(FIXTURE_PLANS / "paradigm-exp-5.3-ask")
+    assert not is_concurrent_safe(ask.inferences[0], ask)

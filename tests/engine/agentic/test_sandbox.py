@@ -145,3 +145,34 @@ async def test_closed_sandbox_refuses_calls(tmp_path: Path) -> None:
     await box.aclose()
     with pytest.raises(ScriptFailure):
         await box.call_function(ECHO, {"input_1": 1})
+
+
+def test_the_worker_dies_with_the_engine(tmp_path: Path) -> None:
+    """A looping script must not outlive a killed server."""
+    import subprocess
+    import sys
+    import time
+
+    engine = (
+        "import asyncio, os, sys\n"
+        "from normcode_core.engine.sandbox import ScriptSandbox\n"
+        "async def main():\n"
+        f"    box = ScriptSandbox({str(tmp_path)!r}, timeout_s=60)\n"
+        "    print(await box.worker_pid(), flush=True)\n"
+        "    asyncio.ensure_future(box.call_function('def main():\\n    while True: pass\\n', {}))\n"
+        "    await asyncio.sleep(0.3)\n"
+        "    os._exit(0)\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    done = subprocess.run([sys.executable, "-c", engine], cwd=root, capture_output=True, text=True, timeout=30)
+    worker = int(done.stdout.split()[0])
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(worker, 9)
+    raise AssertionError("the script worker survived its engine")

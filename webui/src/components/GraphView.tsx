@@ -4,7 +4,9 @@ import { lazy, Suspense, useState } from "react";
 import type { PlanTree, StepState } from "../planTree";
 import { StepDetails } from "./StepDetails";
 
-const PlanGraph = lazy(() => import("./PlanGraph"));
+/** Starts loading the graph code; pages call it on mount so it arrives alongside their data. */
+export const preloadPlanGraph = () => import("./PlanGraph");
+const PlanGraph = lazy(preloadPlanGraph);
 
 export interface GraphViewProps {
   tree: PlanTree;

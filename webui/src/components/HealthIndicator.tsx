@@ -51,6 +51,15 @@ export function HealthIndicator() {
     };
   }, []);
 
+  useEffect(() => {
+    if (!open) return;
+    const close = (event: KeyboardEvent) => {
+      if (event.key === "Escape") setOpen(false);
+    };
+    window.addEventListener("keydown", close);
+    return () => window.removeEventListener("keydown", close);
+  }, [open]);
+
   const state = down ? "down" : !health ? "unknown" : ready?.ready ? "ready" : "degraded";
   const label = { down: "Server unreachable", unknown: "Checking…", ready: "Ready", degraded: "Not ready" }[state];
   const rows = checkRows(ready?.checks);

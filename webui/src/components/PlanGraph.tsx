@@ -79,10 +79,14 @@ function layout(tree: PlanTree, direction: "TB" | "LR"): Layout {
   return { positions, edges, width, height, direction };
 }
 
-/** Broad trees read better left-to-right, deep ones top-down: keep whichever fits the canvas larger. */
-function pickLayout(layouts: Layout[], aspect: number): Layout {
+/** Broad trees read better left-to-right, deep ones top-down: keep whichever fits the canvas
+ * larger. The current choice only changes for a clearly better one, so small resizes (a scrollbar
+ * appearing) never flip the drawing back and forth. */
+function pickLayout(layouts: Layout[], aspect: number, current: Layout["direction"] | null): Layout {
   const scale = (l: Layout) => Math.min(aspect / Math.max(l.width, 1), 1 / Math.max(l.height, 1));
-  return layouts.reduce((best, l) => (scale(l) > scale(best) * 1.05 ? l : best));
+  const best = layouts.reduce((a, b) => (scale(b) > scale(a) ? b : a));
+  const kept = layouts.find((l) => l.direction === current);
+  return kept && scale(best) < scale(kept) * 1.25 ? kept : best;
 }
 
 export interface PlanGraphProps {
@@ -105,7 +109,9 @@ export default function PlanGraph({ tree, states, selected, onSelect }: PlanGrap
     return () => observer.disconnect();
   }, []);
   const layouts = useMemo(() => [layout(tree, "TB"), layout(tree, "LR")], [tree]);
-  const { positions, edges, direction } = useMemo(() => pickLayout(layouts, aspect), [layouts, aspect]);
+  const chosen = useRef<Layout["direction"] | null>(null);
+  const { positions, edges, direction } = useMemo(() => pickLayout(layouts, aspect, chosen.current), [layouts, aspect]);
+  chosen.current = direction;
 
   const nodes: StepNode[] = useMemo(
     () =>

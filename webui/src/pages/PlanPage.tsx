@@ -1,7 +1,7 @@
-import { useMemo } from "react";
+import { useEffect, useMemo } from "react";
 import { getPlan, getPlanGraph } from "../api";
 import { ErrorBox } from "../components/ErrorBox";
-import { GraphView } from "../components/GraphView";
+import { GraphView, preloadPlanGraph } from "../components/GraphView";
 import { IoList } from "../components/IoList";
 import { VersionBadge } from "../components/VersionBadge";
 import { buildPlanTree } from "../planTree";
@@ -9,6 +9,7 @@ import { href } from "../router";
 import { useAsync } from "../useAsync";
 
 export function PlanPage({ planId }: { planId: string }) {
+  useEffect(() => void preloadPlanGraph(), []);
   const plan = useAsync(() => getPlan(planId), [planId]);
   const graph = useAsync(() => getPlanGraph(planId), [planId]);
   const tree = useMemo(() => (graph.data ? buildPlanTree(graph.data) : null), [graph.data]);

@@ -18,7 +18,7 @@ import {
 } from "../api";
 import { ErrorBox } from "../components/ErrorBox";
 import { EventLog } from "../components/EventLog";
-import { GraphView } from "../components/GraphView";
+import { GraphView, preloadPlanGraph } from "../components/GraphView";
 import { ProgressBar } from "../components/ProgressBar";
 import { QuestionsPanel } from "../components/QuestionsPanel";
 import { ArtifactsPanel, ResultPanel } from "../components/ResultPanel";
@@ -64,6 +64,8 @@ export function RunPage({ runId }: { runId: string }) {
   const [actionError, setActionError] = useState<unknown>(null);
   const [streamGeneration, setStreamGeneration] = useState(0);
   const lastSeq = useRef<number | null>(null);
+
+  useEffect(() => void preloadPlanGraph(), []);
 
   const refreshRun = useCallback(async () => {
     try {

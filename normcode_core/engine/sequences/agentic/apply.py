@@ -11,7 +11,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from normcode_core.engine.reference import NONE_AXIS, SKIP, Reference, element_action_async
+from normcode_core.engine.reference import (
+    NONE_AXIS,
+    SKIP,
+    Reference,
+    element_action_async,
+)
 from normcode_core.engine.signs import SignIds
 from normcode_core.engine.tools.perception import sign_ids
 

@@ -14,7 +14,12 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from normcode_core.engine.paradigms import ParadigmError, ParadigmLibrary, ParadigmState, run_paradigm
+from normcode_core.engine.paradigms import (
+    ParadigmError,
+    ParadigmLibrary,
+    ParadigmState,
+    run_paradigm,
+)
 from normcode_core.engine.paradigms.loader import Paradigm
 from normcode_core.engine.reference import Reference, element_action
 from normcode_core.engine.sequences.agentic.apply import (

@@ -30,7 +30,11 @@ from typing import Any
 
 from normcode_core.engine.reference import NONE_AXIS, Reference, element_action
 from normcode_core.engine.sequences.agentic import legacy_values as styles
-from normcode_core.engine.sequences.agentic.apply import StepError, apply_across, slice_new_axis
+from normcode_core.engine.sequences.agentic.apply import (
+    StepError,
+    apply_across,
+    slice_new_axis,
+)
 from normcode_core.engine.signs import wrap
 from normcode_core.engine.step import StepContext, StepResult
 from normcode_core.engine.tools import Toolbox, build_toolbox

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Any, Literal
 
 from normcode_core.engine.reference import Reference, cross_product, element_action
 from normcode_core.engine.step import ConceptValue

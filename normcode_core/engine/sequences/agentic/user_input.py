@@ -10,7 +10,11 @@ behaviour of its working legacy tool).
 from __future__ import annotations
 
 from normcode_core.engine.sequences.agentic import legacy_values as styles
-from normcode_core.engine.sequences.agentic.legacy import Form, _function_reference, _run
+from normcode_core.engine.sequences.agentic.legacy import (
+    Form,
+    _function_reference,
+    _run,
+)
 from normcode_core.engine.step import StepContext, StepResult
 from normcode_core.engine.tools import build_toolbox
 

@@ -24,7 +24,11 @@ from typing import Any
 from normcode_core.engine.reference import Reference, cross_product, element_action
 from normcode_core.engine.signs import parse_sign
 from normcode_core.engine.step import ConceptValue
-from normcode_core.engine.tools.perception import INSTRUCTION_PREFIX, SPECIAL_KEYS, Perception
+from normcode_core.engine.tools.perception import (
+    INSTRUCTION_PREFIX,
+    SPECIAL_KEYS,
+    Perception,
+)
 
 
 class UnpackedList(list):
