@@ -165,7 +165,7 @@ def test_the_worker_dies_with_the_engine(tmp_path: Path) -> None:
         "asyncio.run(main())\n"
     )
     root = Path(__file__).resolve().parents[3]
-    done = subprocess.run([sys.executable, "-c", engine], cwd=root, capture_output=True, text=True, timeout=30)
+    done = subprocess.run([sys.executable, "-c", engine], cwd=root, capture_output=True, text=True, timeout=30, check=True)
     worker = int(done.stdout.split()[0])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
