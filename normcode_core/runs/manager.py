@@ -50,7 +50,7 @@ PLAN_CACHE_SIZE = 32
 RECORD_TTL_S = 0.5
 RECENT_RECORDS = 10_000
 # Event loops (threads) executions run on; the server's own loop only serves HTTP.
-WORKER_LOOPS = max(2, min(4, os.cpu_count() or 2))
+WORKER_LOOPS = 2
 MAX_CYCLES_LIMIT = 1_000_000
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "plans"
 RESULT_FILE = "result.json"
