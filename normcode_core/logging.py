@@ -181,10 +181,13 @@ class RequestLogMiddleware:
             query = scope.get("query_string", b"").decode("latin-1")
             if query:
                 fields["query"] = redact(query)
-            self.logger.info("request", **fields)
+            # Probes hit /health every few seconds; a healthy probe is not worth an INFO line.
+            quiet = fields["path"] in _PROBE_PATHS and status < 400
+            (self.logger.debug if quiet else self.logger.info)("request", **fields)
             structlog.contextvars.reset_contextvars(**tokens)
 
 
+_PROBE_PATHS = frozenset({"/health", "/ready"})
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
