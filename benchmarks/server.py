@@ -5,9 +5,9 @@ beside a trivial Starlette endpoint served by the same hypercorn process in the 
 The server is started fresh (`normcode-server serve`, SQLite, a temporary data dir). The trivial
 endpoint comes from a drop-in plugin (`<data_dir>/plugins/bench_ping.py`, hook `extra_routes`),
 so both endpoints share the app, the middleware and the event loop. Each client loops:
-POST /api/runs, then GET /api/runs/{id} every POLL_S until the run is finished; a run counts when
-it completed. Then, at each concurrency, the same number of clients hammer GET /api/runs/{id} of a
-finished run, and the trivial endpoint, for a fixed time each.
+POST /api/runs, follow GET /api/runs/{id}/stream (SSE) until the server ends it, then GET
+/api/runs/{id}; a run counts when it completed. Then, at each concurrency, the same number of
+clients hammer GET /api/runs/{id} of a finished run, and the trivial endpoint, for a fixed time each.
 
     .venv/bin/python benchmarks/server.py [--seconds 10] [--clients 1,10,50] [--json]
 
@@ -36,7 +36,6 @@ import httpx
 REPO_ROOT = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 PLAN_ID = "idea-to-tagline"
-POLL_S = 0.02
 TARGET_RUNS_PER_S = 50.0
 
 PING_PLUGIN = '''
@@ -82,7 +81,7 @@ def start_server(data_dir: Path, port: int, env_overrides: dict[str, str]) -> su
     (data_dir / "plugins").mkdir(parents=True)
     (data_dir / "plugins" / "bench_ping.py").write_text(PING_PLUGIN)
     env = {k: v for k, v in os.environ.items() if not k.startswith("NORMCODE_")}
-    env.update({"NORMCODE_DATA_DIR": str(data_dir), "LOG_LEVEL": "WARNING", **env_overrides})
+    env.update({"NORMCODE_DATA_DIR": str(data_dir), **env_overrides})
     return subprocess.Popen(
         [str(VENV_BIN / "normcode-server"), "serve", "--host", "127.0.0.1", "--port", str(port)],
         env=env, cwd=REPO_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
@@ -104,6 +103,7 @@ async def wait_ready(client: httpx.AsyncClient, process: subprocess.Popen, timeo
 
 
 async def run_client(client: httpx.AsyncClient, stop_at: float, tally: Tally) -> None:
+    """Start a run, follow its event stream until the server ends it, then read the run once."""
     while time.monotonic() < stop_at:
         try:
             response = await client.post("/api/runs", json={"plan_id": PLAN_ID, "agent": "demo"})
@@ -112,22 +112,22 @@ async def run_client(client: httpx.AsyncClient, stop_at: float, tally: Tally) ->
                 tally.errors.append(f"POST /api/runs {response.status_code}: {response.text[:200]}")
                 continue
             run_id = response.json()["run_id"]
-            while True:
-                await asyncio.sleep(POLL_S)
-                started = time.perf_counter()
-                response = await client.get(f"/api/runs/{run_id}")
-                tally.latencies_ms.append((time.perf_counter() - started) * 1000)
-                tally.requests += 1
-                if response.status_code != 200:
-                    tally.errors.append(f"GET /api/runs/{{id}} {response.status_code}")
-                    break
-                status = response.json()["status"]
-                if status == "completed":
-                    tally.completed += 1
-                    break
-                if status in ("failed", "cancelled", "interrupted"):
-                    tally.errors.append(f"run {run_id} ended {status}: {response.json().get('error')}")
-                    break
+            last_event = ""
+            async with client.stream("GET", f"/api/runs/{run_id}/stream") as stream:
+                async for line in stream.aiter_lines():
+                    if line.startswith("event: "):
+                        last_event = line[len("event: "):]
+            tally.requests += 1
+            started = time.perf_counter()
+            response = await client.get(f"/api/runs/{run_id}")
+            tally.latencies_ms.append((time.perf_counter() - started) * 1000)
+            tally.requests += 1
+            body = response.json()
+            status = body.get("status") if response.status_code == 200 else response.status_code
+            if status == "completed" and last_event == "run_completed":
+                tally.completed += 1
+            else:
+                tally.errors.append(f"run {run_id}: status {status}, last event {last_event!r}: {body.get('error')}")
         except httpx.HTTPError as exc:
             tally.errors.append(f"{type(exc).__name__}: {exc}")
 
@@ -146,27 +146,41 @@ async def hammer(client: httpx.AsyncClient, path: str, stop_at: float, tally: Ta
             tally.errors.append(f"GET {path} {response.status_code}")
 
 
-async def measure(base_url: str, clients: int, seconds: float, finished_run: str) -> dict[str, object]:
-    limits = httpx.Limits(max_connections=clients + 5, max_keepalive_connections=clients + 5)
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def measure(base_url: str, clients: int, seconds: float, finished_run: str, server_pid: int) -> dict[str, object]:
+    # Idle connections are dropped before the server's keep-alive timeout (5 s) could race a request.
+    limits = httpx.Limits(max_connections=2 * clients + 5, max_keepalive_connections=2 * clients + 5, keepalive_expiry=2.0)
+    runs, api_get, ping = Tally(), Tally(), Tally()
+    short = min(seconds, 5.0)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
-        runs = Tally()
-        started = time.monotonic()
+        started, server_cpu, client_cpu = time.monotonic(), cpu_seconds(server_pid), time.process_time()
         await asyncio.gather(*(run_client(client, started + seconds, runs) for _ in range(clients)))
         elapsed = time.monotonic() - started
-        short = min(seconds, 5.0)
-        api_get, ping = Tally(), Tally()
-        stop_at = time.monotonic() + short
+        server_cpu, client_cpu = cpu_seconds(server_pid) - server_cpu, time.process_time() - client_cpu
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        stop_at, get_cpu = time.monotonic() + short, cpu_seconds(server_pid)
         await asyncio.gather(*(hammer(client, f"/api/runs/{finished_run}", stop_at, api_get) for _ in range(clients)))
-        stop_at = time.monotonic() + short
+        get_cpu = cpu_seconds(server_pid) - get_cpu
+    async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
+        stop_at, ping_cpu = time.monotonic() + short, cpu_seconds(server_pid)
         await asyncio.gather(*(hammer(client, "/bench/ping", stop_at, ping) for _ in range(clients)))
+        ping_cpu = cpu_seconds(server_pid) - ping_cpu
     return {
         "clients": clients,
         "runs_completed": runs.completed,
         "runs_per_s": runs.completed / elapsed,
         "run_errors": len(runs.errors),
+        "server_cpu_ms_per_run": server_cpu * 1000 / max(runs.completed, 1),
+        "server_cpu_percent": 100 * server_cpu / elapsed,
+        "client_cpu_percent": 100 * client_cpu / elapsed,
         "first_errors": runs.errors[:3],
-        "poll_get_p50_ms": percentile(runs.latencies_ms, 50),
-        "poll_get_p99_ms": percentile(runs.latencies_ms, 99),
+        "get_after_run_p50_ms": percentile(runs.latencies_ms, 50),
+        "get_after_run_p99_ms": percentile(runs.latencies_ms, 99),
         "get_run_p50_ms": percentile(api_get.latencies_ms, 50),
         "get_run_p99_ms": percentile(api_get.latencies_ms, 99),
         "get_run_per_s": api_get.requests / short,
@@ -174,6 +188,8 @@ async def measure(base_url: str, clients: int, seconds: float, finished_run: str
         "ping_p99_ms": percentile(ping.latencies_ms, 99),
         "ping_per_s": ping.requests / short,
         "hammer_errors": len(api_get.errors) + len(ping.errors),
+        "server_cpu_ms_per_get_run": get_cpu * 1000 / max(api_get.requests, 1),
+        "server_cpu_ms_per_ping": ping_cpu * 1000 / max(ping.requests, 1),
     }
 
 
@@ -195,7 +211,7 @@ async def main_async(args: argparse.Namespace) -> int:
                     await asyncio.sleep(0.05)
             results = []
             for clients in [int(c) for c in args.clients.split(",")]:
-                results.append(await measure(base_url, clients, args.seconds, warm))
+                results.append(await measure(base_url, clients, args.seconds, warm, process.pid))
                 if not args.json:
                     print_row(results[-1])
         finally:
@@ -217,11 +233,14 @@ def print_row(r: dict[str, object]) -> None:
     if r["clients"] == 1 or not getattr(print_row, "header", False):
         print_row.header = True  # type: ignore[attr-defined]
         print(f"{'clients':>7} {'runs/s':>7} {'errors':>6} | {'GET run p50/p99 ms':>19} {'req/s':>7} |"
-              f" {'ping p50/p99 ms':>16} {'req/s':>7} | {'poll GET p50/p99 ms (under run load)':>36}")
+              f" {'ping p50/p99 ms':>16} {'req/s':>7} | {'GET run p50/p99 ms under run load':>34}")
     print(f"{r['clients']:>7} {r['runs_per_s']:>7.1f} {r['run_errors']:>6} |"
           f" {r['get_run_p50_ms']:>8.2f} / {r['get_run_p99_ms']:>7.2f} {r['get_run_per_s']:>7.0f} |"
           f" {r['ping_p50_ms']:>7.2f} / {r['ping_p99_ms']:>6.2f} {r['ping_per_s']:>7.0f} |"
-          f" {r['poll_get_p50_ms']:>17.2f} / {r['poll_get_p99_ms']:>7.2f}")
+          f" {r['get_after_run_p50_ms']:>15.2f} / {r['get_after_run_p99_ms']:>7.2f}")
+    print(f"        server CPU {r['server_cpu_percent']:.0f}% ({r['server_cpu_ms_per_run']:.1f} ms per run),"
+          f" load generator CPU {r['client_cpu_percent']:.0f}%; server CPU per GET run"
+          f" {r['server_cpu_ms_per_get_run']:.2f} ms, per ping {r['server_cpu_ms_per_ping']:.2f} ms")
     for error in r["first_errors"]:  # type: ignore[union-attr]
         print(f"        error: {error}")
 

@@ -8,9 +8,23 @@ See docs/engine.md. Public API:
     outcome = await execution.run()
 """
 
-from normcode_core.engine.plan import Concept, Inference, Plan, PlanInvalid, Problem, load_plan, validate_plan
+from normcode_core.engine.plan import (
+    Concept,
+    Inference,
+    Plan,
+    PlanInvalid,
+    Problem,
+    load_plan,
+    validate_plan,
+)
 from normcode_core.engine.reference import SKIP, Reference
-from normcode_core.engine.step import ConceptValue, SandboxSpec, StepContext, StepResult, TruthMask
+from normcode_core.engine.step import (
+    ConceptValue,
+    SandboxSpec,
+    StepContext,
+    StepResult,
+    TruthMask,
+)
 
 __all__ = [
     "SKIP",

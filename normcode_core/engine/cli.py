@@ -77,7 +77,7 @@ def _read_inputs(path: str | None) -> dict[str, Any]:
         return {}
     data = json.loads(Path(path).read_text(encoding="utf-8"))
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: inputs must be a JSON object")
+        raise TypeError(f"{path}: inputs must be a JSON object")
     return {k: v for k, v in data.items() if not k.startswith("_")}
 
 
@@ -97,7 +97,10 @@ def _agent(args: argparse.Namespace) -> Any:
             key_env = KEY_ENV[args.provider]
             # Local endpoints accept any key; a real key in the environment is used as is.
             os.environ.setdefault(key_env, "not-needed")
-            config = AgentConfig(name="cli", provider=args.provider, model=args.model, base_url=args.llm_base_url, api_key_env=key_env)
+            config = AgentConfig(
+                name="cli", provider=args.provider, model=args.model, base_url=args.llm_base_url,
+                api_key_env=key_env, max_concurrency=max(1, args.max_parallel),
+            )
             return registry.ad_hoc(config)
         return registry.get(args.agent)
     return None
@@ -152,7 +155,7 @@ async def _run(args: argparse.Namespace) -> int:
                 execution.answer(question["id"], answer)
             outcome = await execution.run()
     finally:
-        closer = getattr(agent, "aclose", None)
+        closer = getattr(getattr(agent, "inner", agent), "aclose", None)
         if closer is not None:
             await closer()
         if not args.run_dir:

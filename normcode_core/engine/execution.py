@@ -14,11 +14,11 @@ latency, and the results do not depend on the concurrency.
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextvars
 import heapq
 import inspect
-import json
 import time
+import warnings
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,9 +44,16 @@ from normcode_core.engine.state import (
     decode_value,
     encode_value,
 )
-from normcode_core.engine.step import ConceptValue, SandboxSpec, StepContext, StepResult, TruthMask
+from normcode_core.engine.step import (
+    ConceptValue,
+    SandboxSpec,
+    StepContext,
+    StepResult,
+    TruthMask,
+)
 
 LLMFunction = Callable[[LLMRequest], Awaitable[LLMResponse]]
+_CURRENT_STEP: contextvars.ContextVar[int] = contextvars.ContextVar("normcode_current_step")
 SNAPSHOT_FORMAT = 1
 FLUSH_WHILE_WAITING_S = 0.01
 SNAPSHOT_MIN_BYTES = 65536  # no snapshot before the log holds this much since the last one
@@ -164,6 +171,9 @@ class Execution:
         self.run_id = run_id or self.run_dir.name
         self._llm = llm
         self.inputs = {**plan.inputs, **(inputs or {})}
+        unknown = sorted(name for name in self.inputs if name not in plan.concepts)
+        if unknown:
+            raise ValueError(f"inputs name concepts this plan does not have: {', '.join(unknown)}")
         self.max_cycles = max_cycles
         self.max_parallel = max(1, max_parallel)
         self.checkpoint_frequency = max(1, checkpoint_frequency)
@@ -180,6 +190,7 @@ class Execution:
         self.status = "created"
         self._log: RunLog | None = None
         self._cancel_requested = False
+        self._stop_requested = False
         self._driver: asyncio.Task | None = None
         self._scripts: Any = None
         # per-run records (rebuilt from run.db on resume)
@@ -187,8 +198,8 @@ class Execution:
         self._answers: dict[str, str] = {}
         self._asked: dict[str, dict[str, Any]] = {}
         self._waiting: dict[str, asyncio.Future] = {}
-        self._blocked_tasks: set[asyncio.Task] = set()
-        self._head: asyncio.Task | None = None
+        self._asking: dict[int, int] = {}  # step (item index) -> questions it is waiting on
+        self._head: int | None = None  # the item whose turn it is
         self._spec_queue: list[int] = []
         self._memo: dict[str, Any] = {}
         self.llm_calls = 0
@@ -204,6 +215,8 @@ class Execution:
 
     async def run(self) -> Outcome:
         """Run (or resume) until completed, failed, cancelled or waiting for input."""
+        if self._driver is not None:
+            raise RuntimeError("this execution is already running")
         self._driver = asyncio.current_task()
         self._log = RunLog(self.run_dir / "run.db")
         try:
@@ -219,6 +232,8 @@ class Execution:
                 exc.flow_index = short_flow_index(exc.flow_index)
                 self._emit("step_failed", {"flow_index": short_flow_index(exc.flow_index), "sequence": exc.sequence, "error": str(exc.error)}, durable=True)
                 return self._finish("failed", error=str(exc), flow_index=exc.flow_index)
+            except _Stopped:
+                return self._finish("cancelled", error="stopped")
             except asyncio.CancelledError:
                 if not self._cancel_requested:
                     raise
@@ -233,9 +248,17 @@ class Execution:
                 self._log.close()
                 self._log = None
             self._driver = None
+            self._cancel_requested = self._stop_requested = False  # run() may be called again
+
+    def stop(self) -> None:
+        """Finish the step whose turn it is, then stop before the next one (outcome `cancelled`).
+
+        Steps started ahead of their turn are abandoned; the LLM replies they already received
+        are in the log, so resuming does not ask for them again."""
+        self._stop_requested = True
 
     def cancel(self) -> None:
-        """Stop the run at the next opportunity; the outcome is `cancelled`."""
+        """Stop the run now, abandoning the step in flight; the outcome is `cancelled`."""
         self._cancel_requested = True
         if self._driver is not None and not self._driver.done():
             self._driver.cancel()
@@ -284,8 +307,6 @@ class Execution:
                 axes = list(concept.reference_axis_names) if concept.reference_axis_names is not None else None
                 state.references[concept.name] = Reference.from_data(data, axes)
         for name, value in self.inputs.items():
-            if name not in self.plan.concepts:
-                continue
             if isinstance(value, dict) and "data" in value:
                 data, axes = value["data"], value.get("axes")
             else:
@@ -297,7 +318,7 @@ class Execution:
             if concept.is_ground:
                 state.concept_statuses[concept.name] = COMPLETE
         for name in self.inputs:
-            if name in self.plan.concepts and name in state.references:
+            if name in state.references:
                 state.concept_statuses[name] = COMPLETE
         return state
 
@@ -315,6 +336,13 @@ class Execution:
         log = self._log
         assert log is not None
         fingerprint = self.plan.fingerprint
+        # Everything below is rebuilt from run.db (run() may be called again, e.g. after input).
+        self._memo.clear()
+        self._versions.clear()
+        self._spec.clear()
+        self._steps_since_snapshot = 0
+        self.steps = 0
+        self.usage = {"input_tokens": 0, "output_tokens": 0}
         self._index_records(log)
         self.llm_calls = len(self._llm_records)
         for record in self._llm_records.values():
@@ -392,8 +420,8 @@ class Execution:
     async def _drive(self) -> None:
         cycles = self.cycles
         while True:
-            if self._cancel_requested:
-                raise asyncio.CancelledError()
+            if self._cancel_requested or self._stop_requested:
+                raise _Stopped()
             i = cycles.peek()
             if i is None:
                 if cycles.cycle > 0 and cycles.executed_in_cycle == 0:
@@ -428,10 +456,10 @@ class Execution:
             if spec is not None:
                 task, versions = spec
                 if versions == self._input_versions(i):
-                    self._head = task
+                    self._head = i
                     return await task
                 task.cancel()
-            self._head = asyncio.current_task()
+            self._head = i
             if inf.sequence in SYNTACTIC:
                 return await self._execute_step(i)
             # Only a step that turns out to be slow is announced (and what happened before it is
@@ -443,7 +471,7 @@ class Execution:
                 timer.cancel()
         except (StepFailed, asyncio.CancelledError):
             raise
-        except Exception as exc:  # noqa: BLE001 - any error in a step fails it
+        except Exception as exc:
             raise StepFailed(inf.flow_index, inf.sequence, exc) from exc
         finally:
             self._head = None
@@ -458,8 +486,8 @@ class Execution:
         """Nothing can progress when every running step waits for an answer: stop for input."""
         if not self._waiting or self._head is None:
             return
-        running = [self._head] + [t for t, _ in self._spec.values() if not t.done()]
-        if all(t.done() or t in self._blocked_tasks for t in running):
+        running = [self._head] + [i for i, (t, _) in self._spec.items() if not t.done()]
+        if all(self._asking.get(i, 0) > 0 for i in running):
             for future in list(self._waiting.values()):
                 if not future.done():
                     future.set_exception(_WaitingInput())
@@ -493,11 +521,7 @@ class Execution:
         self._spec.clear()
         for t in tasks:
             t.cancel()
-        for t in tasks:
-            try:
-                await t
-            except BaseException:  # noqa: BLE001 - discarded work
-                pass
+        await asyncio.gather(*tasks, return_exceptions=True)  # discarded work
 
     def _bump(self, key: str) -> None:
         self._versions[key] = self._versions.get(key, 0) + 1
@@ -539,6 +563,7 @@ class Execution:
         return ConceptValue(self.plan.concepts[name], ref)
 
     async def _execute_step(self, i: int) -> StepResult:
+        _CURRENT_STEP.set(i)  # a task's own context: reset when the task (or caller's step) ends
         inf = self.graph.items[i]
         execution = self.state.execution_counts.get(inf.flow_index, 0) + 1
         # Keyed by the never-reset count, so each loop iteration gets its own ids and LLM records.
@@ -632,16 +657,17 @@ class Execution:
                 return self.auto_answer
             future = asyncio.get_running_loop().create_future()
             self._waiting[qid] = future
-            task = asyncio.current_task()
-            if task is not None:
-                self._blocked_tasks.add(task)
+            # Which step is asking: a context variable, so it holds inside tasks the step spawns.
+            unit = _CURRENT_STEP.get(None)
+            if unit is not None:
+                self._asking[unit] = self._asking.get(unit, 0) + 1
             self._check_stalled()
             try:
                 return await future
             finally:
                 self._waiting.pop(qid, None)
-                if task is not None:
-                    self._blocked_tasks.discard(task)
+                if unit is not None:
+                    self._asking[unit] -= 1
 
         return ask
 
@@ -824,7 +850,10 @@ class Execution:
             return
         event = self._log.append(type, data, durable=durable)
         if self.on_event is not None:
-            self.on_event(event)
+            try:
+                self.on_event(event)
+            except Exception as exc:  # noqa: BLE001 - a listener must not break the run
+                warnings.warn(f"on_event listener failed on {type}: {exc!r}", RuntimeWarning, stacklevel=2)
 
     def final_concepts(self) -> list[dict[str, Any]]:
         out = []
@@ -873,6 +902,10 @@ class Execution:
             data["final_concepts"] = outcome.final_concepts
         self._emit(event_type, data, durable=True)
         return outcome
+
+
+class _Stopped(Exception):
+    pass
 
 
 class _RunFailed(Exception):

@@ -11,7 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
+import weakref
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -274,7 +276,7 @@ def _parse_inferences(data: Any, file: str, problems: _Collector) -> list[Infere
         wi = {k: v for k, v in wi.items() if k not in RUNTIME_LEFTOVER_KEYS}
         iterating = sequence in ITERATING_SEQUENCES
 
-        def flag(key: str, default: bool = False) -> bool:
+        def flag(key: str, default: bool = False, item: dict[str, Any] = item) -> bool:
             return _bool(item.get(key, default))
 
         inferences.append(
@@ -528,8 +530,7 @@ def find_cycles(plan: Plan) -> list[list[str]]:
 # ------------------------------------------------------------------------ entry points
 
 
-def _extract_zip(path: Path, problems: _Collector) -> Path | None:
-    target = Path(tempfile.mkdtemp(prefix="normcode-plan-"))
+def _extract_zip(path: Path, target: Path, problems: _Collector) -> Path | None:
     try:
         with zipfile.ZipFile(path) as archive:
             names = archive.namelist()
@@ -554,6 +555,7 @@ def _extract_zip(path: Path, problems: _Collector) -> Path | None:
 def _load(path: str | Path) -> tuple[Plan | None, list[Problem]]:
     problems = _Collector()
     root = Path(path)
+    extracted: Path | None = None
     if not root.exists():
         problems.add(str(path), "", "", "no such file or directory")
         return None, problems.problems
@@ -561,11 +563,16 @@ def _load(path: str | Path) -> tuple[Plan | None, list[Problem]]:
         if not zipfile.is_zipfile(root):
             problems.add(root.name, "", "", "a plan must be a directory or a .zip package")
             return None, problems.problems
-        extracted = _extract_zip(root, problems)
-        if extracted is None:
+        temp = Path(tempfile.mkdtemp(prefix="normcode-plan-"))
+        package_root = _extract_zip(root, temp, problems)
+        if package_root is None:
+            shutil.rmtree(temp, ignore_errors=True)
             return None, problems.problems
-        root = extracted
+        root, extracted = package_root, temp
     plan = _read_plan(root, problems)
+    if extracted is not None:
+        # The extraction lives as long as the plan object.
+        weakref.finalize(plan, shutil.rmtree, extracted, True)
     return plan, problems.problems
 
 

@@ -70,7 +70,7 @@ def _rank(data: Any) -> int:
 class Reference:
     """A tensor with named axes. Operations return new References unless named `set`."""
 
-    __slots__ = ("axes", "shape", "data", "skip_value")
+    __slots__ = ("axes", "data", "shape", "skip_value")
 
     def __init__(
         self,

@@ -147,12 +147,14 @@ class Readiness:
         if state.item_statuses[inf.flow_index] != ITEM_PENDING:
             return False
         first = state.execution_counts.get(inf.flow_index, 0) == 0
-        if not inf.start_with_support_reference_only and not (inf.start_without_support_reference_only_once and first):
-            if self.bad[i]:
-                return False
-        if not inf.start_without_function and not (inf.start_without_function_only_once and first):
-            if inf.function_concept and not state.is_complete(inf.function_concept):
-                return False
+        supports_needed = not inf.start_with_support_reference_only and not (
+            inf.start_without_support_reference_only_once and first
+        )
+        if supports_needed and self.bad[i]:
+            return False
+        function_needed = not inf.start_without_function and not (inf.start_without_function_only_once and first)
+        if function_needed and inf.function_concept and not state.is_complete(inf.function_concept):
+            return False
         if inf.start_without_value or (inf.start_without_value_only_once and first):
             return True
         return values_ready(inf, state)

@@ -25,6 +25,8 @@ from normcode_core.storage.base import PlanRecord, PlanVersionRecord
 # A zip may be slightly larger than what it unpacks to (headers, stored entries).
 UPLOAD_OVERHEAD_BYTES = 1 << 20
 MAX_TEXT_FILE_BYTES = 10 * 1024 * 1024
+# A rejected upload larger than this is cut off (its client sees the connection close).
+DISCARD_MAX_BYTES = 64 * 1024 * 1024
 
 
 def _runs(request: Request) -> RunManager:
@@ -53,11 +55,17 @@ async def deploy_file(request: Request) -> JSONResponse:
     limit = registry.limits.max_bytes + UPLOAD_OVERHEAD_BYTES
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
+        await _discard_body(request)
         raise ApiError(413, "package_too_large", f"the upload is {declared} bytes; at most {limit} are accepted")
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        await _discard_body(request)
         raise ApiError(415, "unsupported_media_type", "send the package as multipart/form-data with the field 'plan'")
     limited = Request(request.scope, receive=_limited_receive(request, limit))
-    form = await limited.form(max_files=1, max_fields=10)
+    try:
+        form = await limited.form(max_files=1, max_fields=10)
+    except ApiError:
+        await _discard_body(request)
+        raise
     try:
         upload = form.get("plan")
         if not isinstance(upload, UploadFile):
@@ -66,6 +74,7 @@ async def deploy_file(request: Request) -> JSONResponse:
             deployed = await asyncio.to_thread(registry.deploy, upload.file)
         except PackageRejected as exc:
             raise ApiError(exc.status, "invalid_package", {"problems": exc.problems}) from None
+        _runs(request).plan_changed(deployed.plan_id)
     finally:
         await form.close()
     return JSONResponse(
@@ -80,6 +89,19 @@ async def deploy_file(request: Request) -> JSONResponse:
             "already_deployed": deployed.already_deployed,
         }
     )
+
+
+async def _discard_body(request: Request) -> None:
+    """Read and drop what is left of a rejected upload (up to DISCARD_MAX_BYTES), so the client,
+    still sending, gets the error response instead of a connection reset."""
+    discarded = 0
+    while discarded < DISCARD_MAX_BYTES:
+        message = await request.receive()
+        if message["type"] != "http.request":
+            return
+        discarded += len(message.get("body", b""))
+        if not message.get("more_body", False):
+            return
 
 
 def _limited_receive(request: Request, limit: int) -> Any:
@@ -235,7 +257,7 @@ async def delete_plan(request: Request) -> JSONResponse:
     if active:
         raise ApiError(409, "plan_in_use", f"plan {plan_id!r} has {active} queued, running or waiting runs; cancel them first")
     await _call(runs.plans.delete, plan_id)
-    runs.forget_plan(plan_id)
+    runs.plan_changed(plan_id)
     return JSONResponse({"status": "undeployed", "plan_id": plan_id})
 
 

@@ -22,42 +22,46 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from normcode_core.errors import ApiError
 from normcode_core.routes.runs import _runs, run_json
-from normcode_core.runs.events import event_payload, read_run_events
+from normcode_core.runs.events import RunLogReader, event_payload
 from normcode_core.runs.manager import RunManager
 from normcode_core.storage.base import FINISHED_STATES
 
 POLL_S = 1.0  # how often to look for events another replica writes (local runs wake readers at once)
 KEEPALIVE_S = 15.0
+BATCH_S = 0.01
 RETRY_MS = 2000
 
 
-async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator[dict[str, Any] | None]:
-    """Payloads of the run's events with seq > after, live; None now and then while idle (keepalive).
-    Ends once the run is finished and its whole log has been sent."""
-    run_db = runs.run_dir(run_id) / "run.db"
+async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator[list[dict[str, Any]] | None]:
+    """The run's events with seq > after, live, in batches (one per read of the log); None now and
+    then while idle (keepalive). Ends once the run is finished and its whole log has been sent."""
+    reader = RunLogReader(runs.run_dir(run_id) / "run.db")
     last = after
     idle_since = time.monotonic()
-    while True:
-        signal = runs.signal(run_id)
-        seen = signal.version  # noted before reading, so no append is missed in between
-        events = await asyncio.to_thread(read_run_events, run_db, last)
-        if events:
-            for event in events:
-                yield event_payload(run_id, event)
-                last = event.seq
-            idle_since = time.monotonic()
-            continue
-        record = await runs.get(run_id)
-        if record.status in FINISHED_STATES:
-            while events := await asyncio.to_thread(read_run_events, run_db, last):
-                for event in events:
-                    yield event_payload(run_id, event)
-                    last = event.seq
-            return
-        if time.monotonic() - idle_since >= KEEPALIVE_S:
-            idle_since = time.monotonic()
-            yield None
-        await signal.wait(seen, POLL_S)
+    try:
+        while True:
+            signal = runs.signal(run_id)
+            seen = signal.version  # noted before reading, so no append is missed in between
+            events = await asyncio.to_thread(reader.read, last)
+            if events:
+                last = events[-1].seq
+                idle_since = time.monotonic()
+                yield [event_payload(run_id, event) for event in events]
+                continue
+            record = await runs.get(run_id)
+            if record.status in FINISHED_STATES:
+                while events := await asyncio.to_thread(reader.read, last):
+                    last = events[-1].seq
+                    yield [event_payload(run_id, event) for event in events]
+                return
+            if time.monotonic() - idle_since >= KEEPALIVE_S:
+                idle_since = time.monotonic()
+                yield None
+            await signal.wait(seen, POLL_S)
+            if signal.version != seen:
+                await asyncio.sleep(BATCH_S)  # let a burst of events land, then send them together
+    finally:
+        reader.close()
 
 
 def _start_after(raw: str | None) -> int:
@@ -88,12 +92,14 @@ async def stream_run(request: Request) -> StreamingResponse:
     async def body() -> AsyncIterator[str]:
         # No `id:` on the greeting, so it does not move the client's Last-Event-ID.
         yield f"retry: {RETRY_MS}\nevent: connected\ndata: {json.dumps(_connected(record, runs))}\n\n"
-        async for payload in follow_run(runs, run_id, after):
-            if payload is None:
+        async for batch in follow_run(runs, run_id, after):
+            if batch is None:
                 yield ": keepalive\n\n"
                 continue
-            data = json.dumps(payload, ensure_ascii=False)
-            yield f"id: {payload['seq']}\nevent: {payload['type']}\ndata: {data}\n\n"
+            yield "".join(
+                f"id: {payload['seq']}\nevent: {payload['type']}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
+                for payload in batch
+            )
 
     return StreamingResponse(
         body(),
@@ -119,12 +125,13 @@ async def run_websocket(websocket: WebSocket) -> None:
     listener = asyncio.create_task(_answer_pings(websocket))
     try:
         await websocket.send_json(_connected(record, runs))
-        async for payload in follow_run(runs, run_id, after):
+        async for batch in follow_run(runs, run_id, after):
             if listener.done():
                 return  # the client went away
-            if payload is None:
+            if batch is None:
                 await websocket.send_text("ping")
-            else:
+                continue
+            for payload in batch:
                 await websocket.send_json(payload)
         await websocket.close(code=1000)
     except (WebSocketDisconnect, RuntimeError):

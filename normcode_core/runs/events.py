@@ -44,29 +44,47 @@ def event_payload(run_id: str, event: Event) -> dict[str, Any]:
 def read_run_events(
     run_db: Path, after: int = 0, *, types: tuple[str, ...] | None = None, limit: int | None = MAX_EVENTS_PER_READ
 ) -> list[Event]:
-    """Events with seq > after, oldest first, at most `limit` (empty while the run has no log yet).
-
-    Read-only and short-lived: the engine keeps writing the same file meanwhile (WAL)."""
-    if not run_db.is_file():
-        return []
-    query = "SELECT seq, ts, type, data FROM events WHERE seq > ?"
-    params: list[Any] = [after]
-    if types:
-        query += f" AND type IN ({','.join('?' * len(types))})"
-        params += list(types)
-    query += " ORDER BY seq"
-    if limit is not None:
-        query += " LIMIT ?"
-        params.append(limit)
+    """Events with seq > after, oldest first, at most `limit` (empty while the run has no log yet)."""
+    reader = RunLogReader(run_db)
     try:
-        db = sqlite3.connect(f"file:{run_db}?mode=ro", uri=True, timeout=5)
+        return reader.read(after, types=types, limit=limit)
+    finally:
+        reader.close()
+
+
+class RunLogReader:
+    """Reads one run's event log through one read-only connection, kept open between reads (a
+    stream reads many times). The engine keeps writing the same file meanwhile (WAL)."""
+
+    def __init__(self, run_db: Path) -> None:
+        self.run_db = run_db
+        self._db: sqlite3.Connection | None = None
+
+    def read(self, after: int = 0, *, types: tuple[str, ...] | None = None, limit: int | None = MAX_EVENTS_PER_READ) -> list[Event]:
+        query = "SELECT seq, ts, type, data FROM events WHERE seq > ?"
+        params: list[Any] = [after]
+        if types:
+            query += f" AND type IN ({','.join('?' * len(types))})"
+            params += list(types)
+        query += " ORDER BY seq"
+        if limit is not None:
+            query += " LIMIT ?"
+            params.append(limit)
         try:
-            rows = db.execute(query, params).fetchall()
-        finally:
-            db.close()
-    except sqlite3.OperationalError:
-        return []  # the engine is creating the file right now (no table yet)
-    return [Event(int(seq), float(ts), kind, json.loads(data)) for seq, ts, kind, data in rows]
+            if self._db is None:
+                if not self.run_db.is_file():
+                    return []
+                self._db = sqlite3.connect(f"file:{self.run_db}?mode=ro", uri=True, timeout=5, check_same_thread=False)
+            rows = self._db.execute(query, params).fetchall()
+        except sqlite3.OperationalError:
+            self.close()  # the engine is creating the file right now (no table yet): try again later
+            return []
+        return [Event(int(seq), float(ts), kind, json.loads(data)) for seq, ts, kind, data in rows]
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
 
 
 class EventSignal:

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from normcode_core.engine.checkpoint import Event
 from normcode_core.engine.plan import Plan, PlanInvalid, load_plan
@@ -48,6 +49,7 @@ DISPATCH_POLL_S = 1.0
 WATCH_S = 1.0
 PLAN_CACHE_SIZE = 32
 RECORD_TTL_S = 0.5
+LATEST_TTL_S = 1.0
 RECENT_RECORDS = 10_000
 # Event loops (threads) executions run on; the server's own loop only serves HTTP.
 WORKER_LOOPS = 2
@@ -133,6 +135,7 @@ class RunManager:
         self._signals: dict[str, EventSignal] = {}
         self._recent: OrderedDict[str, tuple[float, RunRecord]] = OrderedDict()
         self._plans: OrderedDict[tuple[str, str], tuple[Plan, str]] = OrderedDict()
+        self._latest: dict[str, tuple[float, str]] = {}
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
         self.loops = WorkerLoops(WORKER_LOOPS)
@@ -197,14 +200,16 @@ class RunManager:
             existing = await asyncio.to_thread(self.storage.find_run_by_idempotency_key, request.idempotency_key)
             if existing is not None:
                 return self._same_request(existing, request), False
-        record = await asyncio.to_thread(self._new_record, request)
         try:
-            record = self._remember(await asyncio.to_thread(self.storage.create_run, record))
+            record = self._remember(await asyncio.to_thread(self._insert_run, request))
         except IdempotencyKeyExists as exc:
             return self._same_request(exc.existing, request), False
         self._wake.set()
-        logger.info("run_queued", run_id=record.run_id, plan_id=record.plan_id, version=record.plan_version)
+        logger.debug("run_queued", run_id=record.run_id, plan_id=record.plan_id, version=record.plan_version)
         return record, True
+
+    def _insert_run(self, request: RunRequest) -> RunRecord:
+        return self.storage.create_run(self._new_record(request))
 
     def _new_record(self, request: RunRequest) -> RunRecord:
         if request.run_id is not None:
@@ -213,8 +218,8 @@ class RunManager:
             if self.storage.get_run(request.run_id) is not None:
                 raise ApiError(409, "run_exists", f"a run with id {request.run_id!r} already exists")
         try:
-            version = self.plans.version(request.plan_id, request.version)
-            plan, content_hash = self._deployed(request.plan_id, version.version)
+            version = request.version or self._latest_version(request.plan_id)
+            plan, content_hash = self._deployed(request.plan_id, version)
         except PlanNotFound as exc:
             raise ApiError(404, "plan_not_found", str(exc)) from None
         manifest = plan.manifest
@@ -228,8 +233,8 @@ class RunManager:
         return RunRecord(
             run_id=request.run_id or str(uuid.uuid4()),
             plan_id=request.plan_id,
-            plan_version=version.version,
-            plan_hash=version.content_hash,
+            plan_version=version,
+            plan_hash=content_hash,
             status="queued",
             agent=agent,
             inputs_json=json.dumps(request.inputs, ensure_ascii=False),
@@ -346,6 +351,8 @@ class RunManager:
                     "flow_index": event.data.get("flow_index"),
                     "question": event.data.get("question"),
                     "asked_at": event.ts,
+                    # Ids hold '#': in a URL they must be percent-encoded, as here.
+                    "answer_path": f"/api/runs/{run_id}/inputs/{quote(qid, safe='')}",
                 }
             else:
                 asked.pop(qid, None)
@@ -460,9 +467,21 @@ class RunManager:
             self._plans.popitem(last=False)
         return entry
 
-    def forget_plan(self, plan_id: str) -> None:
+    def _latest_version(self, plan_id: str) -> str:
+        """The plan's newest version (looked up at most once per LATEST_TTL_S: a deploy through
+        another replica is seen that much later; deploys through this one at once)."""
+        cached = self._latest.get(plan_id)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        version = self.plans.version(plan_id).version
+        self._latest[plan_id] = (time.monotonic() + LATEST_TTL_S, version)
+        return version
+
+    def plan_changed(self, plan_id: str) -> None:
+        """A plan was deployed or deleted through this process: drop what is cached about it."""
+        self._latest.pop(plan_id, None)
         for key in [key for key in self._plans if key[0] == plan_id]:
-            del self._plans[key]
+            self._plans.pop(key, None)
 
     # -- executing ------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -493,7 +512,11 @@ class RunManager:
         outcome_fields: dict[str, Any]
         try:
             assert live.loop is not None
-            outcome_fields = await WorkerLoops.run(live.loop, self._run_engine(record, live))
+            import os as _o
+            if _o.environ.get("NC_INLINE"):
+                live.loop = asyncio.get_running_loop(); outcome_fields = await self._run_engine(record, live)
+            else:
+                outcome_fields = await WorkerLoops.run(live.loop, self._run_engine(record, live))
         except asyncio.CancelledError:
             live.execution = None
             raise  # shutdown marks it interrupted
@@ -524,7 +547,8 @@ class RunManager:
         from normcode_core.engine.execution import Execution
 
         run_id = record.run_id
-        plan, content_hash = await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
+        cached = self._plans.get((record.plan_id, record.plan_version))
+        plan, content_hash = cached or await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
         if content_hash != record.plan_hash:
             return {"status": "failed", "error": f"plan {record.plan_id!r} version {record.plan_version} changed since the run was created"}
         agent = self.agents.get(record.agent)
@@ -559,7 +583,7 @@ class RunManager:
             live.usage["llm_calls"] = int(outcome.llm_calls)
         status = outcome.status
         if status == "completed":
-            await asyncio.to_thread(self._write_result, record, outcome, live)
+            self._write_result(record, outcome, live)  # small, and this loop may block: it is a worker's
             return {"status": "completed", "error": None}
         if status == "cancelled":
             if live.interrupt_requested and not live.cancel_requested:

@@ -261,21 +261,23 @@ class SqlStorage:
             name: json.dumps(value, ensure_ascii=False) if name.endswith("_json") and not isinstance(value, str) else value
             for name, value in fields.items()
         }
-        statement = sa.update(RunRecord).where(col(RunRecord.run_id) == run_id)
+        table = RunRecord.__table__
+        statement = sa.update(table).where(table.c.run_id == run_id)
         for name, value in expected.items():
-            column = getattr(RunRecord, name)
+            column = table.c[name]
             if isinstance(value, (tuple, list, set, frozenset)):
-                statement = statement.where(col(column).in_(list(value)))
+                statement = statement.where(column.in_(list(value)))
             elif value is None:
-                statement = statement.where(col(column).is_(None))
+                statement = statement.where(column.is_(None))
             else:
-                statement = statement.where(col(column) == value)
-        with self._session() as session:
-            changed = session.execute(statement.values(**values)).rowcount
-            session.commit()
-            if changed != 1:
-                return None
-            return session.get(RunRecord, run_id, populate_existing=True)
+                statement = statement.where(column == value)
+        # Core UPDATE ... RETURNING: one statement, no ORM unit of work (this is the hot path of runs).
+        try:
+            with self.engine.begin() as connection:
+                row = connection.execute(statement.values(**values).returning(*table.c)).first()
+        except SQLAlchemyError as exc:
+            raise StorageUnavailable(_describe(exc, self.dialect)) from exc
+        return RunRecord(**row._mapping) if row is not None else None
 
     def find_run_by_idempotency_key(self, key: str) -> RunRecord | None:
         with self._session() as session:
@@ -316,33 +318,31 @@ class SqlStorage:
             return run
 
     def _claim_guarded(self, owner: str, lease_s: float) -> RunRecord | None:
-        # SQLite has no row locks: pick a candidate, then UPDATE only if it is still queued.
-        for _ in range(50):
-            with self._session() as session:
-                candidate = session.exec(
-                    select(RunRecord.run_id)
-                    .where(RunRecord.status == "queued")
-                    .order_by(col(RunRecord.created_at), col(RunRecord.run_id))
-                    .limit(1)
-                ).first()
-                if candidate is None:
-                    return None
-                now = utcnow()
-                claimed = session.execute(
-                    sa.update(RunRecord)
-                    .where(col(RunRecord.run_id) == candidate, col(RunRecord.status) == "queued")
-                    .values(
-                        status="running",
-                        owner=owner,
-                        lease_until=now + timedelta(seconds=lease_s),
-                        started_at=sa.func.coalesce(col(RunRecord.started_at), now),
-                    )
-                )
-                session.commit()
-                if claimed.rowcount == 1:
-                    return session.get(RunRecord, candidate, populate_existing=True)
-            time.sleep(0.001)  # another worker took it first; try the next one
-        return None
+        # One UPDATE ... RETURNING: SQLite runs it under its write lock, so picking the oldest queued
+        # run and taking it cannot interleave with another worker (no row locks needed).
+        table = RunRecord.__table__
+        now = utcnow()
+        oldest = (
+            sa.select(table.c.run_id)
+            .where(table.c.status == "queued")
+            .order_by(table.c.created_at, table.c.run_id)
+            .limit(1)
+            .scalar_subquery()
+        )
+        statement = (
+            sa.update(table)
+            .where(table.c.run_id == oldest, table.c.status == "queued")
+            .values(
+                status="running",
+                owner=owner,
+                lease_until=now + timedelta(seconds=lease_s),
+                started_at=sa.func.coalesce(table.c.started_at, now),
+            )
+            .returning(*table.c)
+        )
+        with self.engine.begin() as connection:
+            row = connection.execute(statement).first()
+        return RunRecord(**row._mapping) if row is not None else None
 
 
 def _mark_claimed(run: RunRecord, owner: str, lease_s: float) -> None:

@@ -297,11 +297,17 @@ def test_human_input(api_factory: ApiFactory, data_dir: Path) -> None:
         questions = listed["questions"]
         time.sleep(0.05)
     assert api.wait_for(run["run_id"], ("waiting_input",), timeout=10)["status"] == "waiting_input"
+    assert api.run(run["run_id"])["status"] == "waiting_input"  # it holds no execution slot meanwhile
+    # A question survives a restart of the server.
+    assert api.server.stop() == 0
+    api = api_factory(data_dir)
+    assert api.run(run["run_id"])["status"] == "waiting_input"
+    questions = api.http.get(f"/api/runs/{run['run_id']}/inputs").json()["questions"]
     [question] = questions
     assert "enter any text" in question["question"]["prompt"]
     unknown = api.http.post(f"/api/runs/{run['run_id']}/inputs/not-a-question", json={"answer": "x"})
     assert unknown.status_code == 404 and unknown.json()["error"] == "question_not_found"
-    answered = api.http.post(f"/api/runs/{run['run_id']}/inputs/{question['id']}", json={"answer": "Default response"})
+    answered = api.http.post(question["answer_path"], json={"answer": "Default response"})
     assert answered.status_code == 200, answered.text
     assert api.wait_for(run["run_id"])["status"] == "completed"
     assert api.http.get(f"/api/runs/{run['run_id']}/inputs").json()["questions"] == []

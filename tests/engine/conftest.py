@@ -79,7 +79,7 @@ def slow_fake_llm(tmp_path: Path) -> Iterator[FakeLLM]:
     server.process.wait()
 
 
-def make_agent(tmp_path: Path, base_url: str, model: str, provider: str = "openai") -> Any:
+def make_agent(tmp_path: Path, base_url: str, model: str, provider: str = "openai", max_concurrency: int = 8) -> Any:
     """A real agent (provider plugin, SDK, HTTP) as `normcode-server plan run --llm-base-url` builds it."""
     from normcode_core.agents.registry import AgentRegistry
     from normcode_core.agents.types import AgentConfig
@@ -89,10 +89,10 @@ def make_agent(tmp_path: Path, base_url: str, model: str, provider: str = "opena
     key_env = "OPENAI_API_KEY" if provider == "openai" else "ANTHROPIC_API_KEY"
     os.environ.setdefault(key_env, "not-needed")
     data_dir = tmp_path / "agent-data"
-    data_dir.mkdir(exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     settings = load_settings(data_dir, environ={})
     registry = AgentRegistry(settings, load_plugins(settings))
-    return registry.ad_hoc(AgentConfig(name="test", provider=provider, model=model, base_url=base_url, api_key_env=key_env))
+    return registry.ad_hoc(AgentConfig(name="test", provider=provider, model=model, base_url=base_url, api_key_env=key_env, max_concurrency=max_concurrency))
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +106,20 @@ def synthetic_plans(tmp_path_factory: pytest.TempPathFactory) -> Path:
         capture_output=True,
     )
     return out
+
+
+@pytest.fixture
+async def agents(tmp_path: Path):
+    """`agents(base_url, model, **options)` builds real agents; their clients close after the test."""
+    made: list[Any] = []
+
+    def make(base_url: str, model: str, **options: Any) -> Any:
+        agent = make_agent(tmp_path / f"agent-{len(made)}", base_url, model, **options)
+        made.append(agent)
+        return agent
+
+    yield make
+    for agent in made:
+        close = getattr(getattr(agent, "inner", agent), "aclose", None)
+        if close is not None:
+            await close()

@@ -15,6 +15,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -30,7 +31,9 @@ from .conftest import FIXTURES, FakeLLM, start_fake_llm
 from .plans import copy_fixture, write_llm_loop_plan
 
 sys.path.insert(0, str(FIXTURES))
-import fake_llm as fake  # noqa: E402  (the fixtures' deterministic LLM, as a library)
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)  # fixture code, not ours
+    import fake_llm as fake
 
 CLI = Path(sys.executable).parent / "normcode-server"
 
@@ -81,7 +84,7 @@ def test_kill_9_mid_plan_then_resume_repeats_no_completed_llm_call(tmp_path: Pat
         assert len(recorded) >= kill_after - 1  # at most the one in flight was lost
 
         second = run_cli(plan, run_dir, server, tmp_path / "second.json")
-        stdout, stderr = second.communicate(timeout=120)
+        _stdout, stderr = second.communicate(timeout=120)
         assert second.returncode == 0, stderr.decode()
         result = json.loads((tmp_path / "second.json").read_text())
         assert result["status"] == "completed"
@@ -188,6 +191,18 @@ async def test_waiting_for_input_then_answered_after_a_restart(tmp_path: Path) -
     assert types.count("question_asked") == 1
     assert types.count("question_answered") == 1
     assert "run_waiting_input" in types and types[-1] == "run_completed"
+    assert done.steps == 1
+
+
+async def test_the_same_execution_continues_after_an_answer(tmp_path: Path) -> None:
+    execution = Execution(load_plan(copy_fixture("paradigm-exp-5.4-ask-filepath", tmp_path / "plan")), tmp_path / "run")
+    waiting = await execution.run()
+    assert waiting.status == "waiting_input" and waiting.steps == 0
+    execution.answer(waiting.open_questions[0]["id"], "data/in.txt")
+    done = await execution.run()
+    assert done.status == "completed" and done.steps == 1
+    assert done.final_concepts[0]["tensor"][0].startswith("%{file_location}")
+    assert done.final_concepts[0]["tensor"][0].endswith("(data/in.txt)")
 
 
 def test_run_db_stays_small_per_step(tmp_path: Path, synthetic_plans: Path) -> None:

@@ -13,7 +13,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from normcode_core.engine.reference import NONE_AXIS, SKIP, Reference, cross_product, element_action
+from normcode_core.engine.reference import (
+    NONE_AXIS,
+    SKIP,
+    Reference,
+    cross_product,
+    element_action,
+)
 from normcode_core.engine.step import StepContext, StepResult
 
 

@@ -109,7 +109,7 @@ class ToLoop:
         if self.ref.tensor:
             for position, element in enumerate(self.ref.tensor):
                 if not isinstance(element, list):
-                    raise ValueError(f"Element at index {position} is not a list: {element}")
+                    raise TypeError(f"Element at index {position} is not a list: {element}")
 
 
 class LoopMemory:
@@ -250,7 +250,7 @@ def _in_loop_concepts(spec: Any) -> dict[str, dict[str, Any]]:
         return resolved
     for name, value in spec.items():
         if isinstance(value, int):
-            resolved[name] = {"carry_over": value, "base_name": name[:-1] if name.endswith("*") else name}
+            resolved[name] = {"carry_over": value, "base_name": name.removesuffix("*")}
         elif isinstance(value, dict):
             current = value.get("current_name") or f"{name}*"
             resolved[current] = {"carry_over": value.get("carry_over", 0), "base_name": name}
