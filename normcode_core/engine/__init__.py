@@ -8,6 +8,8 @@ See docs/engine.md. Public API:
     outcome = await execution.run()
 """
 
+from normcode_core.engine.checkpoint import Event
+from normcode_core.engine.execution import Execution, Outcome
 from normcode_core.engine.plan import (
     Concept,
     Inference,
@@ -30,7 +32,10 @@ __all__ = [
     "SKIP",
     "Concept",
     "ConceptValue",
+    "Event",
+    "Execution",
     "Inference",
+    "Outcome",
     "Plan",
     "PlanInvalid",
     "Problem",

@@ -52,6 +52,9 @@ step); `context_updates` set other concepts (loops publish the current element t
 `done=False` leaves the item pending to be retried in a later cycle. Judgements set
 `condition_met` (False -> completion detail CONDITION_NOT_MET, which `@:'`/`@:!` read) and may
 set `truth_mask`. A raised exception fails the step and the run with that error.
+
+A step may start ahead of its turn, concurrently with others, only when its sequence module's
+`concurrent_safe(inference, plan)` returns True (see engine/sequences/__init__.py).
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ import re
 import shutil
 import socket
 import sqlite3
+import threading
 import time
 import uuid
 from collections import OrderedDict
@@ -33,10 +34,10 @@ from normcode_core.engine.checkpoint import Event
 from normcode_core.engine.plan import Plan, PlanInvalid, load_plan
 from normcode_core.errors import ApiError
 from normcode_core.logging import get_logger
-from normcode_core.plans.package import PackageLimits
+from normcode_core.plans.package import PackageLimits, PackageRejected
 from normcode_core.plans.registry import PlanNotFound, PlanRegistry
 from normcode_core.runs.events import EventSignal, read_run_events
-from normcode_core.runs.loops import WorkerLoops
+from normcode_core.runs.engine_thread import EngineThread
 from normcode_core.storage.base import FINISHED_STATES, IdempotencyKeyExists, RunRecord, Storage, utcnow
 
 logger = get_logger("normcode.runs")
@@ -51,8 +52,6 @@ PLAN_CACHE_SIZE = 32
 RECORD_TTL_S = 0.5
 LATEST_TTL_S = 1.0
 RECENT_RECORDS = 10_000
-# Event loops (threads) executions run on; the server's own loop only serves HTTP.
-WORKER_LOOPS = 2
 MAX_CYCLES_LIMIT = 1_000_000
 EXAMPLES_DIR = Path(__file__).resolve().parents[2] / "examples" / "plans"
 RESULT_FILE = "result.json"
@@ -72,19 +71,18 @@ class RunRequest:
 
 @dataclass
 class LiveRun:
-    """What this process knows about a run it is executing (or holds waiting for input)."""
+    """What this process knows about a run it is executing."""
 
     run_id: str
     signal: EventSignal = field(default_factory=EventSignal)
-    execution: Any = None  # lives on `loop`: call into it only through that loop
-    loop: asyncio.AbstractEventLoop | None = None
+    execution: Any = None  # lives on the engine thread: call into it only through that thread
+    engine: EngineThread | None = None
     task: asyncio.Task[None] | None = None
     progress: dict[str, Any] = field(default_factory=dict)
     usage: dict[str, int] = field(default_factory=lambda: {"llm_calls": 0, "input_tokens": 0, "output_tokens": 0})
     cancel_requested: bool = False
     interrupt_requested: bool = False
-
-    completed: set[str] = field(default_factory=set)
+    completed: set[str] = field(default_factory=set)  # flow indices, for progress.completed_count
 
     def on_event(self, event: Event) -> None:
         """Keep upstream's `progress` and the token usage current (the engine calls this per event)."""
@@ -104,11 +102,11 @@ class LiveRun:
             self.usage["output_tokens"] += int(response.get("output_tokens") or 0)
         self.signal.notify()
 
-    def call_execution(self, method: str, *args: Any) -> None:
-        """Call a method of the execution on its own loop (fire and forget)."""
-        execution, loop = self.execution, self.loop
-        if execution is not None and loop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(getattr(execution, method), *args)
+    def call_execution(self, function: Any) -> None:
+        """Call `function(execution)` on the engine thread (fire and forget)."""
+        execution, engine = self.execution, self.engine
+        if execution is not None and engine is not None:
+            engine.call_soon(function, execution)
 
     def executing(self) -> bool:
         return self.task is not None and not self.task.done()
@@ -122,7 +120,7 @@ class RunManager:
         self.plugin_manager = plugin_manager
         self.runs_dir = Path(settings.storage.runs_dir).resolve()
         self.plans = PlanRegistry(
-            Path(settings.storage.plans_dir), storage, PackageLimits.from_settings(settings), _validate_plan
+            Path(settings.storage.plans_dir), storage, PackageLimits.from_settings(settings), self._validate_plan
         )
         self.node_id = str(settings.get("execution.node_id") or socket.gethostname())
         # Unique per process incarnation: "<node>/<pid>/<boot>" (see _is_orphaned).
@@ -135,10 +133,11 @@ class RunManager:
         self._signals: dict[str, EventSignal] = {}
         self._recent: OrderedDict[str, tuple[float, RunRecord]] = OrderedDict()
         self._plans: OrderedDict[tuple[str, str], tuple[Plan, str]] = OrderedDict()
+        self._plans_lock = threading.Lock()
         self._latest: dict[str, tuple[float, str]] = {}
         self._wake = asyncio.Event()
         self._background: list[asyncio.Task[None]] = []
-        self.loops = WorkerLoops(WORKER_LOOPS)
+        self.engine = EngineThread()
         self._server_loop: asyncio.AbstractEventLoop | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -147,7 +146,7 @@ class RunManager:
         behind, then start taking runs (and only then report reconciled, which /ready waits for)."""
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._server_loop = asyncio.get_running_loop()
-        self.loops.start()
+        self.engine.start()
         await asyncio.to_thread(self.plans.sweep)
         if self.settings.get("plans.deploy_examples", True):
             await asyncio.to_thread(self._deploy_examples)
@@ -169,14 +168,13 @@ class RunManager:
         running = self._executing()
         for live in running:
             live.interrupt_requested = True
-            if live.execution is not None and live.loop is not None:
-                live.loop.call_soon_threadsafe(_stop_after_current_step, live.execution)
+            live.call_execution(_stop_after_current_step)
         tasks = [live.task for live in running if live.task is not None]
         if tasks:
             _done, pending = await asyncio.wait(tasks, timeout=max(grace_s, 0.0))
             for live in running:
                 if live.task in pending:
-                    live.call_execution("cancel")  # abandon the step in flight; it is redone on resume
+                    live.call_execution(_cancel)  # abandon the step in flight; it is redone on resume
             if pending:
                 _done, pending = await asyncio.wait(pending, timeout=2.0)
             for task in pending:
@@ -185,7 +183,7 @@ class RunManager:
                 await asyncio.wait(pending, timeout=2.0)
         for live in running:
             await asyncio.to_thread(self._mark_interrupted, live.run_id, "the server stopped before the run finished")
-        await asyncio.to_thread(self.loops.stop)
+        await asyncio.to_thread(self.engine.stop)
         logger.info("runs_stopped", interrupted=len(running))
 
     def active_count(self) -> int:
@@ -279,7 +277,7 @@ class RunManager:
         live = self._live.get(run_id)
         if live is not None and live.executing():
             live.cancel_requested = True
-            live.call_execution("cancel")
+            live.call_execution(_cancel)
             return record
         finished = {"status": "cancelled", "finished_at": utcnow(), "owner": None, "lease_until": None}
         updated = await self._transition(
@@ -306,10 +304,13 @@ class RunManager:
         if record.status not in RESUMABLE_STATES:
             hint = " (use fork to start a new run from it)" if record.status == "completed" else ""
             raise ApiError(409, "not_resumable", f"run {run_id} is {record.status}; only {', '.join(RESUMABLE_STATES)} runs resume{hint}")
+        if record.owner and record.lease_until is not None and record.lease_until > utcnow():
+            # Cancelled through another replica, whose execution has not stopped yet.
+            raise ApiError(409, "run_stopping", f"run {run_id} is still stopping; retry in a moment")
         fields: dict[str, Any] = {"status": "queued", "error": None, "finished_at": None, "owner": None, "lease_until": None}
         if agent is not None:
             fields["agent"] = agent
-        updated = await self._transition(run_id, {"status": record.status}, **fields)
+        updated = await self._transition(run_id, {"status": record.status, "owner": record.owner}, **fields)
         if updated is None:
             raise ApiError(409, "run_changed", f"run {run_id} changed state meanwhile; try again")
         self._wake.set()
@@ -367,13 +368,13 @@ class RunManager:
         if question_id not in questions:
             raise ApiError(404, "question_not_found", f"run {run_id} has no open question {question_id!r}")
         live = self._live.get(run_id)
-        if live is not None and live.executing() and live.execution is not None and live.loop is not None:
+        if live is not None and live.executing() and live.execution is not None:
             # The waiting step continues right away.
-            await WorkerLoops.call(live.loop, live.execution.answer, question_id, text)
+            await self.engine.call(live.execution.answer, question_id, text)
             return record
         if record.status == "running":
             raise ApiError(409, "run_busy", f"run {run_id} is executing on another server; retry shortly")
-        await asyncio.to_thread(self._record_answer, record, question_id, text)
+        await self.engine.call(self._record_answer, record, question_id, text)
         if record.status != "waiting_input":
             return record
         updated = await self._transition(
@@ -453,18 +454,20 @@ class RunManager:
     def _deployed(self, plan_id: str, version: str) -> tuple[Plan, str]:
         """(Plan, content hash) of a deployed version."""
         key = (plan_id, version)
-        entry = self._plans.get(key)
-        if entry is not None:
-            self._plans.move_to_end(key)
-            return entry
+        with self._plans_lock:  # used from worker threads and the engine thread
+            entry = self._plans.get(key)
+            if entry is not None:
+                self._plans.move_to_end(key)
+                return entry
         record = self.plans.version(plan_id, version)
         try:
-            plan = load_plan(self.plans.version_dir(plan_id, version))
+            plan = self.engine.call_blocking(load_plan, self.plans.version_dir(plan_id, version))
         except PlanInvalid as exc:
             raise PlanNotFound(f"plan {plan_id!r} version {version!r} no longer loads: {exc}") from exc
-        self._plans[key] = entry = (plan, record.content_hash)
-        while len(self._plans) > PLAN_CACHE_SIZE:
-            self._plans.popitem(last=False)
+        with self._plans_lock:
+            self._plans[key] = entry = (plan, record.content_hash)
+            while len(self._plans) > PLAN_CACHE_SIZE:
+                self._plans.popitem(last=False)
         return entry
 
     def _latest_version(self, plan_id: str) -> str:
@@ -480,8 +483,9 @@ class RunManager:
     def plan_changed(self, plan_id: str) -> None:
         """A plan was deployed or deleted through this process: drop what is cached about it."""
         self._latest.pop(plan_id, None)
-        for key in [key for key in self._plans if key[0] == plan_id]:
-            self._plans.pop(key, None)
+        with self._plans_lock:
+            for key in [key for key in self._plans if key[0] == plan_id]:
+                del self._plans[key]
 
     # -- executing ------------------------------------------------------------------------------
     async def _dispatch_loop(self) -> None:
@@ -503,7 +507,7 @@ class RunManager:
 
     def _launch(self, record: RunRecord) -> None:
         live = LiveRun(record.run_id, signal=self._signals.pop(record.run_id, None) or EventSignal(self._server_loop))
-        live.loop = self.loops.pick()
+        live.engine = self.engine
         self._live[record.run_id] = live
         live.task = asyncio.create_task(self._execute(record, live), name=f"normcode-run-{record.run_id}")
 
@@ -511,12 +515,7 @@ class RunManager:
         run_id = record.run_id
         outcome_fields: dict[str, Any]
         try:
-            assert live.loop is not None
-            import os as _o
-            if _o.environ.get("NC_INLINE"):
-                live.loop = asyncio.get_running_loop(); outcome_fields = await self._run_engine(record, live)
-            else:
-                outcome_fields = await WorkerLoops.run(live.loop, self._run_engine(record, live))
+            outcome_fields = await self.engine.run(self._run_engine(record, live))
         except asyncio.CancelledError:
             live.execution = None
             raise  # shutdown marks it interrupted
@@ -535,9 +534,10 @@ class RunManager:
         }
         if status in FINISHED_STATES:
             fields["finished_at"] = utcnow()
-        updated = await self._transition(
-            run_id, {"status": "running", "owner": self.owner}, **fields
-        )
+        updated = await self._transition(run_id, {"status": "running", "owner": self.owner}, **fields)
+        if updated is None:
+            # Its state was changed elsewhere (cancelled through another replica): just let it go.
+            await self._transition(run_id, {"owner": self.owner}, owner=None, lease_until=None)
         self._forget(run_id)
         self._wake.set()
         logger.info("run_finished" if status in FINISHED_STATES else "run_paused", run_id=run_id,
@@ -547,8 +547,7 @@ class RunManager:
         from normcode_core.engine.execution import Execution
 
         run_id = record.run_id
-        cached = self._plans.get((record.plan_id, record.plan_version))
-        plan, content_hash = cached or await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
+        plan, content_hash = await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
         if content_hash != record.plan_hash:
             return {"status": "failed", "error": f"plan {record.plan_id!r} version {record.plan_version} changed since the run was created"}
         agent = self.agents.get(record.agent)
@@ -574,6 +573,8 @@ class RunManager:
             script_memory_mb=int(self.settings.execution.script_memory_mb),
         )
         live.execution = execution
+        if live.cancel_requested or live.interrupt_requested:
+            execution.cancel()  # asked while the run was being set up: it stops before its first step
         logger.info("run_started", run_id=run_id, plan_id=record.plan_id, agent=record.agent)
         outcome = await execution.run()
         usage = getattr(outcome, "usage", None)
@@ -634,7 +635,7 @@ class RunManager:
             if record is None or record.status != "running" or record.owner != self.owner:
                 # Cancelled through another replica (or taken over): stop now.
                 live.cancel_requested = True
-                live.call_execution("cancel")
+                live.call_execution(_cancel)
 
     async def _renew_leases(self) -> None:
         for live in self._executing():
@@ -647,7 +648,7 @@ class RunManager:
             )
             if renewed is None:
                 live.cancel_requested = True
-                live.call_execution("cancel")
+                live.call_execution(_cancel)
 
     def _reconcile(self, starting: bool) -> None:
         """Requeue (or, without resume_on_start, mark interrupted) runs no live process executes:
@@ -696,11 +697,22 @@ class RunManager:
         )
         self._live.pop(run_id, None)
 
+    def _validate_plan(self, root: Path) -> list[object]:
+        """The engine's problems with an unpacked package (called on a worker thread by the registry)."""
+        from normcode_core.engine.plan import validate_plan
+
+        return list(self.engine.call_blocking(validate_plan, root))
+
     def _deploy_examples(self) -> None:
+        """Deploy examples/plans/* into a server that has no plan yet (`plans.deploy_examples`)."""
         if not self.plans.is_empty() or not EXAMPLES_DIR.is_dir():
             return
         for directory in sorted(p for p in EXAMPLES_DIR.iterdir() if (p / "manifest.json").is_file()):
-            deployed = self.plans.deploy_directory(directory)
+            try:
+                deployed = self.plans.deploy_directory(directory)
+            except PackageRejected as exc:  # a broken example must not keep the server from starting
+                logger.error("example_rejected", example=directory.name, problems=exc.problems)
+                continue
             logger.info("example_deployed", plan_id=deployed.plan_id, version=deployed.version)
 
     def _require_accepting(self) -> None:
@@ -782,6 +794,10 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
+def _cancel(execution: Any) -> None:
+    execution.cancel()
+
+
 def _stop_after_current_step(execution: Any) -> None:
     """Ask an execution to finish the steps in flight, then stop (outcome `cancelled`)."""
     stop = getattr(execution, "stop", None)
@@ -803,10 +819,6 @@ def _copy_sqlite(source: Path, target: Path) -> None:
         src.close()
 
 
-def _validate_plan(root: Path) -> list[object]:
-    from normcode_core.engine.plan import validate_plan
-
-    return list(validate_plan(root))
 
 
 def iso(value: datetime | None) -> str | None:

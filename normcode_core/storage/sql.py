@@ -196,19 +196,18 @@ class SqlStorage:
     def create_run(self, run: RunRecord) -> RunRecord:
         """Insert a run. Raises IdempotencyKeyExists when its idempotency key is already taken."""
         _check_status(run.status)
-        with self._session() as session:
-            session.add(run)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                if run.idempotency_key:
-                    existing = self.find_run_by_idempotency_key(run.idempotency_key)
-                    if existing is not None:
-                        raise IdempotencyKeyExists(existing) from None
-                raise
-            session.refresh(run)
-            return run
+        # A Core INSERT of the fully built record (every column has its value already): no ORM
+        # unit of work and no read-back (this is on the path of every run).
+        try:
+            with self.engine.begin() as connection:
+                connection.execute(sa.insert(RunRecord.__table__).values(**run.model_dump()))
+        except IntegrityError:
+            if run.idempotency_key:
+                existing = self.find_run_by_idempotency_key(run.idempotency_key)
+                if existing is not None:
+                    raise IdempotencyKeyExists(existing) from None
+            raise
+        return run
 
     def get_run(self, run_id: str) -> RunRecord | None:
         with self._session() as session:

@@ -92,7 +92,7 @@ def test_kill_9_mid_plan_then_resume_repeats_no_completed_llm_call(tmp_path: Pat
         for digest in recorded:
             assert counts[digest] == 1, "a completed LLM call was requested again"
         assert sum(counts.values()) <= 10 + 1  # 10 steps; only an in-flight call may repeat
-        assert len(counts) == 10
+        assert len(counts) == 10, (counts, recorded, [r["prompt"][-80:] for r in server.requests()])
         assert result["llm_calls"] == 10
     finally:
         server.process.kill()
