@@ -148,7 +148,7 @@ def percentile(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))]
 
 
 def cpu_seconds(pid: int) -> float:
@@ -277,7 +277,7 @@ async def measure(port: int, clients: int, seconds: float, finished_run: str, se
 async def finish_one_run(port: int) -> str:
     connection = Connection(port)
     try:
-        status, body = await connection.request("GET", "/api/plans")
+        _status, body = await connection.request("GET", "/api/plans")
         if PLAN_ID not in {plan["id"] for plan in json.loads(body)}:
             raise SystemExit(f"the example plan {PLAN_ID} was not deployed on start")
         run_id = json.loads((await connection.request("POST", "/api/runs", RUN_BODY))[1])["run_id"]

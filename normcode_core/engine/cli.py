@@ -145,6 +145,7 @@ async def _run(args: argparse.Namespace) -> int:
         base_dir_for_paths=plan_dir,
         on_event=None if args.quiet else _progress,
         auto_answer=args.input_answer,
+        script_log=None if args.run_dir else "-",  # a temporary run dir is deleted: print to stderr
     )
     try:
         outcome = await execution.run()

@@ -30,6 +30,7 @@ from normcode_core.engine.plan import ITERATING_SEQUENCES, Plan
 from normcode_core.engine.reference import SKIP, Reference, element_action
 from normcode_core.engine.scheduler import CycleRunner, Graph, Readiness
 from normcode_core.engine.sequences import SYNTACTIC, get_handler, is_concurrent_safe
+from normcode_core.engine.sequences.agentic.composition import runs_scripts
 from normcode_core.engine.signs import TRUE_SIGN, SignIds
 from normcode_core.engine.state import (
     COMPLETE,
@@ -165,6 +166,7 @@ class Execution:
         run_id: str | None = None,
         script_timeout_s: float = 60.0,
         script_memory_mb: int = 1024,
+        script_log: str | Path | None = None,
     ) -> None:
         self.plan = plan
         self.run_dir = Path(run_dir)
@@ -185,6 +187,8 @@ class Execution:
         self.seed = seed
         self.script_timeout_s = script_timeout_s
         self.script_memory_mb = script_memory_mb
+        # scripts' stdout/stderr: <run dir>/scripts.log unless told otherwise ("-" = our stderr)
+        self.script_log = script_log if script_log is not None else self.run_dir / "scripts.log"
 
         self.graph = Graph.build(plan)
         self.status = "created"
@@ -224,6 +228,7 @@ class Execution:
             if finished is not None:
                 return finished
             self.status = "running"
+            self._start_scripts_early()
             try:
                 await self._drive()
             except _WaitingInput:
@@ -690,9 +695,21 @@ class Execution:
                     base_dir_for_paths=self.base_dir_for_paths,
                     timeout_s=self.script_timeout_s,
                     memory_mb=self.script_memory_mb,
+                    log_path=self.script_log,
                 )
             )
         return self._scripts
+
+    def _start_scripts_early(self) -> None:
+        """Start the script worker with the run when the plan has script steps, off the critical path."""
+        if self._scripts_factory is None or not any(runs_scripts(inf, self.plan) for inf in self.graph.items):
+            return
+        try:
+            starter = getattr(self._scripts_worker(), "start", None)
+            if starter is not None:
+                starter()
+        except Exception:  # noqa: BLE001 - the first script call reports the same problem properly
+            pass
 
     async def _close_scripts(self) -> None:
         worker, self._scripts = self._scripts, None

@@ -8,6 +8,7 @@ returns the problems without raising.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -43,6 +44,10 @@ RUNTIME_LEFTOVER_KEYS = ("workspace", "flow_info", "blackboard")
 
 # Sign norms whose payload is a path inside the package that must exist when the plan starts.
 REQUIRED_FILE_NORMS = frozenset({"script_location", "prompt_location"})
+# Sequences that write the script at their `script_location` when it does not exist yet.
+SCRIPT_GENERATING_SEQUENCES = frozenset(
+    {"imperative_python", "imperative_python_indirect", "judgement_python", "judgement_python_indirect"}
+)
 # Sign norms whose payload is a path (must stay inside the package / workspace).
 PATH_NORMS = frozenset({"script_location", "prompt_location", "file_location", "save_path", "save_dir"})
 
@@ -181,6 +186,11 @@ def unsafe_relative_path(path: str) -> str | None:
     """Why `path` may not be used inside a package (absolute or escaping), else None."""
     if not isinstance(path, str) or not path:
         return None
+    return _unsafe_relative_text(path)
+
+
+@functools.lru_cache(maxsize=4096)  # a pure function of the text: safe to share between runs
+def _unsafe_relative_text(path: str) -> str | None:
     if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:[\\/]", path):
         return "absolute path"
     parts = PurePosixPath(path.replace("\\", "/")).parts
@@ -382,13 +392,25 @@ def _sign_paths(value: Any) -> list[tuple[str, str]]:
     return found
 
 
-def _check_paths(plan: Plan, file: str, entry: str, field_name: str, data: Any, problems: _Collector) -> None:
+def _check_paths(
+    plan: Plan, file: str, entry: str, field_name: str, data: Any, problems: _Collector, generated_scripts: bool = False
+) -> None:
+    """`generated_scripts`: the data feeds a sequence that writes a missing script, so it may not exist yet."""
     for norm, path in _sign_paths(data):
         reason = unsafe_relative_path(path)
         if reason:
             problems.add(file, entry, field_name, f"{reason}: {path!r}")
-        elif norm in REQUIRED_FILE_NORMS and not (plan.root / path).is_file():
+        elif norm in REQUIRED_FILE_NORMS and not (generated_scripts and norm == "script_location") and not (plan.root / path).is_file():
             problems.add(file, entry, field_name, f"provision file not found: {path}")
+
+
+def _script_generating_inputs(plan: Plan) -> set[str]:
+    """Concepts read by a sequence that generates its script when the file is missing."""
+    names: set[str] = set()
+    for inf in plan.inferences:
+        if inf.sequence in SCRIPT_GENERATING_SEQUENCES:
+            names.update(name for name in (*inf.value_concepts, *inf.context_concepts, inf.function_concept) if name)
+    return names
 
 
 def _check_plan(plan: Plan, files: dict[str, str], problems: _Collector) -> None:
@@ -396,8 +418,11 @@ def _check_plan(plan: Plan, files: dict[str, str], problems: _Collector) -> None
 
     cfile = files.get("concepts", DEFAULT_CONCEPTS)
     ifile = files.get("inferences", DEFAULT_INFERENCES)
+    generating = _script_generating_inputs(plan)
     for concept in plan.concepts.values():
-        _check_paths(plan, cfile, concept.name, "reference_data", concept.reference_data, problems)
+        _check_paths(
+            plan, cfile, concept.name, "reference_data", concept.reference_data, problems, concept.name in generating
+        )
         if concept.reference_data is not None and concept.reference_axis_names is not None:
             data = concept.reference_data if isinstance(concept.reference_data, list) else [concept.reference_data]
             from normcode_core.engine.reference import ragged_shape
@@ -411,7 +436,7 @@ def _check_plan(plan: Plan, files: dict[str, str], problems: _Collector) -> None
         for name, value in plan.inputs.items():
             if name not in plan.concepts:
                 problems.add(files["inputs"], name, "", "unknown concept")
-            _check_paths(plan, files["inputs"], name, "data", value, problems)
+            _check_paths(plan, files["inputs"], name, "data", value, problems, name in generating)
 
     seen: dict[str, int] = {}
     sequences = known_sequences()
@@ -430,7 +455,10 @@ def _check_plan(plan: Plan, files: dict[str, str], problems: _Collector) -> None
         paradigm = inf.working_interpretation.get("paradigm")
         if isinstance(paradigm, str) and ("/" in paradigm or "\\" in paradigm or ".." in paradigm):
             problems.add(ifile, inf.flow_index, "working_interpretation.paradigm", f"paradigm must be a name: {paradigm!r}")
-        _check_paths(plan, ifile, inf.flow_index, "working_interpretation", inf.working_interpretation, problems)
+        _check_paths(
+            plan, ifile, inf.flow_index, "working_interpretation", inf.working_interpretation, problems,
+            inf.sequence in SCRIPT_GENERATING_SEQUENCES,
+        )
     for flow_index, n in seen.items():
         if n > 1:
             problems.add(ifile, flow_index, "flow_info.flow_index", f"duplicate flow index ({n} entries)")

@@ -472,6 +472,16 @@ def _map_positions(tree: Any, depth: int, fn: Callable[[dict[str, int]], Any]) -
     return [_map_positions(sub, depth - 1, fn) for sub in tree]
 
 
+def _map_grid(axes: list[str], sizes: dict[str, int], fn: Callable[[dict[str, int]], Any]) -> Any:
+    """`fn` of every position of the grid, as nested lists (one level per axis)."""
+    if all(sizes[a] == 1 for a in axes):  # the common one-element case: no position tree
+        value = fn({a: 0 for a in axes})
+        for _ in axes:
+            value = [value]
+        return value
+    return _map_positions(_positions(axes, sizes), len(axes), fn)
+
+
 def _elements_at(references: Sequence[Reference], position: dict[str, int]) -> list[Any]:
     out = []
     for ref in references:
@@ -493,7 +503,7 @@ def cross_product(references: Sequence[Reference]) -> Reference:
         elements = [ref.get(**{a: position[a] for a in ref.axes}) for ref in references]
         return SKIP if any(_is_skip(e) for e in elements) else elements
 
-    data = _map_positions(_positions(axes, sizes), len(axes), combine)
+    data = _map_grid(axes, sizes, combine)
     return Reference(axes, [sizes[a] for a in axes]).with_data(data).without_none_axis()
 
 
@@ -530,7 +540,7 @@ def element_action(
             return SKIP
         return fn(*elements, position) if index_awareness else fn(*elements)
 
-    data = _map_positions(_positions(axes, sizes), len(axes), apply)
+    data = _map_grid(axes, sizes, apply)
     return Reference(axes, [sizes[a] for a in axes]).with_data(data).without_none_axis()
 
 

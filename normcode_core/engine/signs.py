@@ -12,6 +12,8 @@ run produces identical values.
 from __future__ import annotations
 
 import ast
+import copy
+import functools
 import hashlib
 import json
 import re
@@ -51,8 +53,26 @@ def sign_payload(token: Any) -> Any:
     return sign.payload if sign else token
 
 
+_SCALARS = (str, int, float, bool, type(None))
+_CACHED_PAYLOAD_CHARS = 256
+
+
 def parse_payload(text: str) -> Any:
     """A Python literal if the text is one, else JSON if it is that, else the text itself."""
+    if isinstance(text, str) and len(text) <= _CACHED_PAYLOAD_CHARS:
+        value = _parse_short_payload(text)
+        return value if isinstance(value, _SCALARS) else copy.deepcopy(value)
+    return _parse_payload(text)
+
+
+# Keyed by the text itself and never handing out a shared mutable value, so runs cannot leak
+# into each other through it; short payloads (file names, numbers) repeat in every step.
+@functools.lru_cache(maxsize=4096)
+def _parse_short_payload(text: str) -> Any:
+    return _parse_payload(text)
+
+
+def _parse_payload(text: str) -> Any:
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -127,6 +127,8 @@ class SandboxSpec:
     base_dir_for_paths: str
     timeout_s: float = 60.0
     memory_mb: int = 1024
+    # where scripts' print()/stderr go: a file (appended), "-" for this process's stderr, None to drop
+    log_path: Path | str | None = None
 
 
 LLMCall = Callable[["LLMRequest"], Awaitable["LLMResponse"]]

@@ -162,8 +162,10 @@ def plan_id_problems(plan_id: str) -> list[str]:
     if is_safe_plan_id(plan_id):
         return []
     return [
-        f"manifest.json: plan id {plan_id!r} is not a safe name (use 1-128 letters, digits, "
-        "'.', '_' or '-', starting with a letter or digit; set manifest 'id' or 'name')"
+        (
+            f"manifest.json: plan id {plan_id!r} is not a safe name (use 1-128 letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit; set manifest 'id' or 'name')"
+        )
     ]
 
 

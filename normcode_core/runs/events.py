@@ -120,7 +120,7 @@ class EventSignal:
             if self.version != seen_version:
                 return
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
         finally:
             self._waiters -= 1

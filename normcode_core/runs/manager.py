@@ -36,9 +36,15 @@ from normcode_core.errors import ApiError
 from normcode_core.logging import get_logger
 from normcode_core.plans.package import PackageLimits, PackageRejected
 from normcode_core.plans.registry import PlanNotFound, PlanRegistry
-from normcode_core.runs.events import EventSignal, read_run_events
 from normcode_core.runs.engine_thread import EngineThread
-from normcode_core.storage.base import FINISHED_STATES, IdempotencyKeyExists, RunRecord, Storage, utcnow
+from normcode_core.runs.events import EventSignal, read_run_events
+from normcode_core.storage.base import (
+    FINISHED_STATES,
+    IdempotencyKeyExists,
+    RunRecord,
+    Storage,
+    utcnow,
+)
 
 logger = get_logger("normcode.runs")
 
@@ -183,6 +189,7 @@ class RunManager:
                 await asyncio.wait(pending, timeout=2.0)
         for live in running:
             await asyncio.to_thread(self._mark_interrupted, live.run_id, "the server stopped before the run finished")
+            self._live.pop(live.run_id, None)
         await asyncio.to_thread(self.engine.stop)
         logger.info("runs_stopped", interrupted=len(running))
 
@@ -502,7 +509,7 @@ class RunManager:
                 self._launch(self._remember(record))
             try:
                 await asyncio.wait_for(self._wake.wait(), DISPATCH_POLL_S)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 pass
 
     def _launch(self, record: RunRecord) -> None:
@@ -521,7 +528,7 @@ class RunManager:
             raise  # shutdown marks it interrupted
         except PlanNotFound as exc:
             outcome_fields = {"status": "failed", "error": str(exc)}
-        except Exception as exc:  # noqa: BLE001 - a broken run must not take the server down
+        except Exception as exc:
             logger.error("run_crashed", run_id=run_id, exc_info=exc)
             outcome_fields = {"status": "failed", "error": f"{type(exc).__name__}: {exc}"}
         status = outcome_fields["status"]
@@ -584,7 +591,7 @@ class RunManager:
             live.usage["llm_calls"] = int(outcome.llm_calls)
         status = outcome.status
         if status == "completed":
-            self._write_result(record, outcome, live)  # small, and this loop may block: it is a worker's
+            self._write_result(record, outcome, live)  # small; blocking is fine on the engine thread
             return {"status": "completed", "error": None}
         if status == "cancelled":
             if live.interrupt_requested and not live.cancel_requested:
@@ -695,7 +702,6 @@ class RunManager:
             run_id, {"status": "running", "owner": self.owner},
             status="interrupted", error=reason, owner=None, lease_until=None,
         )
-        self._live.pop(run_id, None)
 
     def _validate_plan(self, root: Path) -> list[object]:
         """The engine's problems with an unpacked package (called on a worker thread by the registry)."""

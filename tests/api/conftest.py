@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import ServerProcess, StartServer
 
 from api.helpers import EXAMPLE_PLANS, FIXTURE_PLANS, FIXTURES, package_bytes
-from conftest import ServerProcess, StartServer
 
 FINISHED = ("completed", "failed", "cancelled")
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from api.helpers import FIXTURE_PLANS
 from normcode_core.plans.package import (
     PackageLimits,
     PackageRejected,
@@ -18,7 +19,6 @@ from normcode_core.plans.package import (
     unpack_package,
     zip_directory,
 )
-from api.helpers import FIXTURE_PLANS
 
 LIMITS = PackageLimits(max_bytes=5_000_000, max_files=200)
 

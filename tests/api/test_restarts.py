@@ -10,7 +10,14 @@ import sqlite3
 import time
 from pathlib import Path
 
-from api.conftest import Api, ApiFactory, FakeLLM, example_plan, fixture_plan, write_agents
+from api.conftest import (
+    Api,
+    ApiFactory,
+    FakeLLM,
+    example_plan,
+    fixture_plan,
+    write_agents,
+)
 
 REPLY_TOKEN = re.compile(r"fake-thinking-([0-9a-f]{8})")
 

@@ -12,7 +12,15 @@ from typing import Any
 import httpx
 from websockets.sync.client import connect
 
-from api.conftest import FINISHED, Api, ApiFactory, FakeLLM, example_plan, fixture_plan, write_agents
+from api.conftest import (
+    FINISHED,
+    Api,
+    ApiFactory,
+    FakeLLM,
+    example_plan,
+    fixture_plan,
+    write_agents,
+)
 
 
 def read_sse(api: Api, run_id: str, last_event_id: int | None = None, timeout: float = 60.0) -> list[dict[str, Any]]:
@@ -28,7 +36,7 @@ def read_sse(api: Api, run_id: str, last_event_id: int | None = None, timeout: f
                 if "data" in current:
                     messages.append(current)
                 current = {}
-            elif line.startswith(":") or line.startswith("retry:"):
+            elif line.startswith((":", "retry:")):
                 continue
             else:
                 field, _, value = line.partition(": ")
@@ -305,6 +313,19 @@ def test_human_input(api_factory: ApiFactory, data_dir: Path) -> None:
     questions = api.http.get(f"/api/runs/{run['run_id']}/inputs").json()["questions"]
     [question] = questions
     assert "enter any text" in question["question"]["prompt"]
+    # The WebSocket of a run that waits stays open, replays the log and answers upstream's "ping".
+    ws_url = api.server.url.replace("http://", "ws://") + f"/ws/runs/{run['run_id']}"
+    with connect(ws_url, open_timeout=10) as websocket:
+        greeting = json.loads(websocket.recv(timeout=10))
+        assert greeting["event"] == "connected" and greeting["status"] == "waiting_input"
+        replayed = [json.loads(websocket.recv(timeout=10)) for _ in range(3)]
+        assert replayed[0]["type"] == "run_started" and "question_asked" in [m["type"] for m in replayed]
+        assert [m["seq"] for m in replayed] == sorted(m["seq"] for m in replayed)
+        websocket.send("ping")
+        while (message := websocket.recv(timeout=10)) != "pong":
+            assert json.loads(message)["run_id"] == run["run_id"]  # the rest of the replay
+    with connect(api.server.url.replace("http://", "ws://") + "/ws/runs/no-such-run", open_timeout=10) as websocket:
+        assert json.loads(websocket.recv(timeout=10))["error"] == "run_not_found"
     unknown = api.http.post(f"/api/runs/{run['run_id']}/inputs/not-a-question", json={"answer": "x"})
     assert unknown.status_code == 404 and unknown.json()["error"] == "question_not_found"
     answered = api.http.post(question["answer_path"], json={"answer": "Default response"})

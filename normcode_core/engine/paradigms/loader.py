@@ -99,8 +99,9 @@ def parse_paradigm(name: str, raw: Any, *, source: str = "") -> Paradigm:
     return Paradigm(name=name, affordances=affordances, steps=steps, metadata=metadata)
 
 
-# Parsed paradigms by (file, mtime, size): steps of many runs share them.
-_CACHE: dict[tuple[str, int, int], Paradigm] = {}
+# Parsed paradigms shared by runs: safe because a Paradigm is immutable and the key changes with
+# the file's content (path, inode, mtime, ctime, size: any rewrite or replacement gives a new key).
+_CACHE: dict[tuple[str, int, int, int, int], Paradigm] = {}
 _CACHE_LIMIT = 512
 
 
@@ -120,7 +121,7 @@ class ParadigmLibrary:
             stat = path.stat()
         except OSError:
             raise ParadigmError(f"paradigm {name!r} not found in {self.directory.name}/") from None
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        key = (str(path), stat.st_ino, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_size)
         cached = _CACHE.get(key)
         if cached is not None:
             return cached

@@ -16,7 +16,9 @@ def create_worker(spec: SandboxSpec) -> ScriptSandbox:
 
     Scripts run with the run's workspace as working directory (for `plan run` that is the
     plan directory, as upstream ran scripts with the plan directory as cwd)."""
-    return ScriptSandbox(spec.workspace, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb)
+    return ScriptSandbox(
+        spec.workspace, timeout_s=spec.timeout_s, memory_mb=spec.memory_mb, log_path=getattr(spec, "log_path", None)
+    )
 
 
 __all__ = ["Opaque", "ScriptFailure", "ScriptOutcome", "ScriptSandbox", "create_worker"]

@@ -15,6 +15,7 @@ to the new worker.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import os
@@ -35,6 +36,10 @@ WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
 # A lone call polls the pipe this long before yielding to the event loop: most script calls
 # take well under a millisecond, and an event-loop round trip costs more than that.
 _SPIN_S = 0.002
+
+# Pipe reads stay below malloc's mmap threshold (128 KiB): a 1 MiB read buffer costs an
+# mmap/mremap/munmap per read, which was most of a small call's round trip.
+_READ_CHUNK = 64 * 1024
 
 # Environment variables a script may see; everything else (API keys, tokens) stays in the server.
 _ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
@@ -89,13 +94,13 @@ class ScriptSandbox:
         *,
         timeout_s: float = 60.0,
         memory_mb: int = 1024,
-        log_path: str | os.PathLike[str] | None = None,
+        log_path: str | os.PathLike[str] | None = None,  # "-": this process's stderr
         python: str = sys.executable,
     ) -> None:
         self.cwd = Path(cwd)
         self.timeout_s = timeout_s
         self.memory_mb = memory_mb
-        self.log_path = Path(log_path) if log_path else None
+        self.log_path: Path | str | None = "-" if log_path == "-" else (Path(log_path) if log_path else None)
         self.python = python
         self.calls = 0
         self.workers_started = 0
@@ -125,6 +130,11 @@ class ScriptSandbox:
             return outcome
         value = outcome.value or {}
         return ScriptOutcome(value=value.get("result"), has_result=bool(value.get("has_result")))
+
+    def start(self) -> None:
+        """Start the worker now (its interpreter start-up then overlaps the run's first steps)."""
+        if not self._closed:
+            self._ensure_worker()
 
     async def worker_pid(self) -> int:
         """Start the worker if needed and return its process id (tests and diagnostics)."""
@@ -158,7 +168,7 @@ class ScriptSandbox:
         call = _Call(
             request={**request, "id": next(self._ids), "filename": filename},
             code=code,
-            code_id=hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest(),
+            code_id=_code_id(code),
             filename=filename,
             future=asyncio.get_running_loop().create_future(),
         )
@@ -214,7 +224,7 @@ class ScriptSandbox:
 
     def _readable(self, worker: _Worker) -> None:
         try:
-            chunk = os.read(worker.process.stdout.fileno(), 1 << 20)
+            chunk = os.read(worker.process.stdout.fileno(), _READ_CHUNK)
         except BlockingIOError:
             return
         except OSError:
@@ -328,7 +338,9 @@ class ScriptSandbox:
         env = {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
         env.update({"PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.cwd)})
         stderr: Any = subprocess.DEVNULL
-        if self.log_path is not None:
+        if self.log_path == "-":
+            stderr = None  # inherit ours
+        elif self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             stderr = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
         try:
@@ -344,7 +356,7 @@ class ScriptSandbox:
                 start_new_session=True,  # so a kill also ends whatever the script spawned
             )
         finally:
-            if stderr is not subprocess.DEVNULL:
+            if stderr not in (subprocess.DEVNULL, None):
                 stderr.close()
         os.set_blocking(process.stdin.fileno(), False)
         os.set_blocking(process.stdout.fileno(), False)
@@ -353,6 +365,11 @@ class ScriptSandbox:
         self._worker = worker
         self.workers_started += 1
         return worker
+
+
+@functools.lru_cache(maxsize=256)
+def _code_id(code: str) -> str:
+    return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:

@@ -9,6 +9,7 @@ asserts its condition over the results (assertion.py).
 
 from __future__ import annotations
 
+import weakref
 from collections import Counter
 from dataclasses import dataclass
 from types import SimpleNamespace
@@ -76,7 +77,10 @@ async def apply_paradigm(ctx: StepContext) -> Reference:
     name = interpretation.get("paradigm")
     if not name:
         raise StepError(f"{ctx.sequence} requires a 'paradigm' in its working_interpretation")
-    paradigm = ParadigmLibrary(ctx.plan.paradigm_dir).load(name)
+    memo_key = f"paradigm:{name}"
+    paradigm = ctx.memo.get(memo_key)
+    if paradigm is None:  # once per run and paradigm: the package's paradigm files are read-only
+        paradigm = ctx.memo[memo_key] = ParadigmLibrary(ctx.plan.paradigm_dir).load(name)
     toolbox = build_toolbox(ctx)
     functions = build_functions(ctx, paradigm, toolbox)
     with sign_ids(element_ids(ctx.ids, "inputs")):
@@ -129,19 +133,22 @@ class _PlanShape:
     loop_roots: tuple[str, ...]
 
 
-_shape_cache: list[tuple[Any, _PlanShape]] = []
+# The shape of the last plan asked about, held by a weak reference: matched by identity of a
+# live Plan object (whose inferences never change), so runs of other plans never see it and it
+# keeps no plan (or extracted zip) alive.
+_shape_cache: list[tuple[weakref.ref, _PlanShape]] = []
 
 
 def _plan_shape(plan: Any) -> _PlanShape:
-    for cached_plan, shape in _shape_cache:
-        if cached_plan is plan:
+    for cached_ref, shape in _shape_cache:
+        if cached_ref() is plan:
             return shape
     writers = Counter(inference.concept_to_infer for inference in plan.inferences)
     shape = _PlanShape(
         rewritten=frozenset(name for name, count in writers.items() if count > 1),
         loop_roots=tuple(i.flow_index + "." for i in plan.inferences if i.sequence in ITERATING),
     )
-    _shape_cache[:] = [(plan, shape)]
+    _shape_cache[:] = [(weakref.ref(plan), shape)]
     return shape
 
 
@@ -168,3 +175,21 @@ def concurrent_safe(inference: Any, plan: Any = None) -> bool:
     if any(concept in shape.rewritten for concept in inputs if concept):
         return False
     return not inference.flow_index.startswith(shape.loop_roots)
+
+
+def runs_scripts(inference: Any, plan: Any) -> bool:
+    """Whether a step may call the script sandbox (so the runtime can start its worker early)."""
+    sequence = getattr(inference, "sequence", "") or ""
+    if "python" in sequence:
+        return True
+    if not sequence.endswith("_in_composition"):
+        return False
+    name = (getattr(inference, "working_interpretation", None) or {}).get("paradigm")
+    directory = getattr(plan, "paradigm_dir", None)
+    if not name or directory is None:
+        return False
+    try:
+        paradigm = ParadigmLibrary(directory).load(name)
+    except ParadigmError:
+        return False
+    return any(affordance.tool == "python_interpreter" for affordance in paradigm.affordances.values())
