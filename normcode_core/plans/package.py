@@ -137,10 +137,13 @@ def _unpack_checked(upload: BinaryIO | Path, staging_dir: Path, limits: PackageL
             if not relative.parts:
                 continue
             target = extract_dir.joinpath(*relative.parts)
-            if info.is_dir():
-                target.mkdir(parents=True, exist_ok=True)
-                continue
-            target.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                if info.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                    continue
+                target.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:  # e.g. a file and a folder of the same name
+                raise PackageRejected([f"{info.filename!r}: conflicts with another entry ({exc.strerror})"], status=400) from exc
             written = _copy_entry(archive, info, target, limits.max_bytes - total)
             total += written
             file_count += 1
@@ -288,6 +291,8 @@ def read_json_file(root: Path, relative: str) -> tuple[Any, str | None]:
         return None, f"{relative}: not UTF-8 text ({exc.reason} at byte {exc.start})"
     except json.JSONDecodeError as exc:
         return None, f"{relative}: invalid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})"
+    except RecursionError:
+        return None, f"{relative}: JSON nested too deeply"
 
 
 def entry_files(manifest: dict[str, Any]) -> dict[str, object]:

@@ -19,7 +19,7 @@ from starlette.types import Message
 from normcode_core.errors import ApiError
 from normcode_core.plans.package import PackageRejected
 from normcode_core.plans.registry import PlanNotFound, PlanRegistry
-from normcode_core.runs.manager import ACTIVE_STATES, RunManager
+from normcode_core.runs.manager import ACTIVE_STATES, ready_run_manager
 from normcode_core.storage.base import PlanRecord, PlanVersionRecord
 
 # A zip may be slightly larger than what it unpacks to (headers, stored entries).
@@ -29,15 +29,8 @@ MAX_TEXT_FILE_BYTES = 10 * 1024 * 1024
 DISCARD_MAX_BYTES = 64 * 1024 * 1024
 
 
-def _runs(request: Request) -> RunManager:
-    runs = request.app.state.runs
-    if runs is None or not runs.reconciled:
-        raise ApiError(503, "not_ready", "the server is starting; retry shortly", headers={"Retry-After": "2"})
-    return runs
-
-
 def _registry(request: Request) -> PlanRegistry:
-    return _runs(request).plans
+    return ready_run_manager(request.app.state).plans
 
 
 async def _call(function: Any, *args: Any) -> Any:
@@ -74,7 +67,7 @@ async def deploy_file(request: Request) -> JSONResponse:
             deployed = await asyncio.to_thread(registry.deploy, upload.file)
         except PackageRejected as exc:
             raise ApiError(exc.status, "invalid_package", {"problems": exc.problems}) from None
-        _runs(request).plan_changed(deployed.plan_id)
+        ready_run_manager(request.app.state).plan_changed(deployed.plan_id)
     finally:
         await form.close()
     return JSONResponse(
@@ -248,7 +241,7 @@ async def get_plan_file(request: Request) -> JSONResponse:
 # -- delete -------------------------------------------------------------------------------------
 async def delete_plan(request: Request) -> JSONResponse:
     """DELETE /api/plans/{plan_id}: every version; refused while runs of it are active."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     plan_id = request.path_params["plan_id"]
     await _call(runs.plans.get, plan_id)
     active = 0

@@ -16,19 +16,12 @@ from starlette.routing import BaseRoute, Route
 
 from normcode_core.errors import ApiError
 from normcode_core.plans.package import safe_relative_path
-from normcode_core.runs.manager import RunManager, RunRequest
+from normcode_core.runs.manager import RunManager, RunRequest, ready_run_manager
 from normcode_core.storage.base import RUN_STATES, RunRecord
 
 MAX_PAGE = 500
 MAX_ANSWER_CHARS = 100_000
 MAX_LISTED_ARTIFACTS = 10_000
-
-
-def _runs(request: Request) -> RunManager:
-    runs = request.app.state.runs
-    if runs is None or not runs.reconciled:
-        raise ApiError(503, "not_ready", "the server is starting; retry shortly", headers={"Retry-After": "2"})
-    return runs
 
 
 async def _json_body(request: Request, *, required: bool) -> dict[str, Any]:
@@ -108,7 +101,7 @@ def _loads(text: str | None) -> dict[str, Any]:
 # -- create and list ----------------------------------------------------------------------------
 async def start_run(request: Request) -> JSONResponse:
     """POST /api/runs {plan_id, version?, inputs?|ground_inputs?, agent?|llm_model?, max_cycles?, run_id?}"""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     body = await _json_body(request, required=True)
     plan_id = body.get("plan_id")
     if not isinstance(plan_id, str) or not plan_id:
@@ -143,7 +136,7 @@ async def start_run(request: Request) -> JSONResponse:
 async def list_runs(request: Request) -> JSONResponse:
     """GET /api/runs?plan_id=&status=&limit=&offset=: newest first, a JSON array as upstream;
     the total is in the X-Total-Count header."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     query = request.query_params
     status = query.get("status") or None
     if status is not None and status not in RUN_STATES:
@@ -171,13 +164,13 @@ def _int_param(raw: str | None, name: str, default: int, low: int, high: int) ->
 
 
 async def get_run(request: Request) -> JSONResponse:
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     return JSONResponse(run_json(await runs.get(request.path_params["run_id"]), runs))
 
 
 async def get_result(request: Request) -> JSONResponse:
     """GET /api/runs/{id}/result: the final concepts of a completed run, whole."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     record = await runs.get(request.path_params["run_id"])
     if record.status != "completed":
         detail = f"run {record.run_id} is {record.status}" + (f": {record.error}" if record.error else "")
@@ -191,7 +184,7 @@ async def get_result(request: Request) -> JSONResponse:
 # -- control ------------------------------------------------------------------------------------
 async def stop_run(request: Request) -> JSONResponse:
     """POST /api/runs/{id}/stop (alias /cancel): ends in `cancelled` before the next step starts."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     record = await runs.cancel(request.path_params["run_id"])
     body = run_json(record, runs)
     body["cancel_requested"] = True
@@ -200,7 +193,7 @@ async def stop_run(request: Request) -> JSONResponse:
 
 async def resume_run(request: Request) -> JSONResponse:
     """POST /api/runs/{id}/resume[?fork=true&llm_model=] or JSON {fork, agent|llm_model}."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     body = await _json_body(request, required=False)
     fork = body.get("fork", request.query_params.get("fork", False))
     if isinstance(fork, str):
@@ -221,7 +214,7 @@ async def resume_run(request: Request) -> JSONResponse:
 # -- human input --------------------------------------------------------------------------------
 async def list_inputs(request: Request) -> JSONResponse:
     """GET /api/runs/{id}/inputs: the questions the run waits on."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     record = await runs.get(request.path_params["run_id"])
     questions = await asyncio.to_thread(runs.open_questions, record.run_id)
     return JSONResponse({"run_id": record.run_id, "status": record.status, "questions": questions})
@@ -229,7 +222,7 @@ async def list_inputs(request: Request) -> JSONResponse:
 
 async def answer_input(request: Request) -> JSONResponse:
     """POST /api/runs/{id}/inputs/{qid} {answer}: the run continues with it."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     body = await _json_body(request, required=True)
     answer = _pick(body, "answer", "text", "value")
     if not isinstance(answer, str):
@@ -256,7 +249,7 @@ def _artifacts(runs: RunManager, run_id: str) -> list[dict[str, Any]]:
 
 
 async def list_artifacts(request: Request) -> JSONResponse:
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     record = await runs.get(request.path_params["run_id"])
     artifacts = await asyncio.to_thread(_artifacts, runs, record.run_id)
     return JSONResponse({"run_id": record.run_id, "artifacts": artifacts})
@@ -264,7 +257,7 @@ async def list_artifacts(request: Request) -> JSONResponse:
 
 async def get_artifact(request: Request) -> FileResponse:
     """GET /api/runs/{id}/artifacts/{path}: download one file the run wrote (inside its artifacts only)."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     record = await runs.get(request.path_params["run_id"])
     relative = request.path_params["artifact_path"]
     clean = safe_relative_path(relative)

@@ -21,9 +21,9 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from normcode_core.errors import ApiError
-from normcode_core.routes.runs import _runs, run_json
-from normcode_core.runs.events import RunLogReader, event_payload
-from normcode_core.runs.manager import RunManager
+from normcode_core.routes.runs import run_json
+from normcode_core.runs.events import LoggedEvent, RunLogReader
+from normcode_core.runs.manager import RunManager, ready_run_manager
 from normcode_core.storage.base import FINISHED_STATES
 
 POLL_S = 1.0  # how often to look for events another replica writes (local runs wake readers at once)
@@ -32,7 +32,7 @@ BATCH_S = 0.01
 RETRY_MS = 2000
 
 
-async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator[list[dict[str, Any]] | None]:
+async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator[list[LoggedEvent] | None]:
     """The run's events with seq > after, live, in batches (one per read of the log); None now and
     then while idle (keepalive). Ends once the run is finished and its whole log has been sent."""
     reader = RunLogReader(runs.run_dir(run_id) / "run.db")
@@ -42,17 +42,17 @@ async def follow_run(runs: RunManager, run_id: str, after: int) -> AsyncIterator
         while True:
             signal = runs.signal(run_id)
             seen = signal.version  # noted before reading, so no append is missed in between
-            events = reader.read(last)  # a read in WAL mode never waits for the writer: cheap inline
+            events = reader.read_logged(last)  # a read in WAL mode never waits for the writer: cheap inline
             if events:
                 last = events[-1].seq
                 idle_since = time.monotonic()
-                yield [event_payload(run_id, event) for event in events]
+                yield events
                 continue
             record = await runs.get(run_id)
             if record.status in FINISHED_STATES:
-                while events := reader.read(last):
+                while events := reader.read_logged(last):
                     last = events[-1].seq
-                    yield [event_payload(run_id, event) for event in events]
+                    yield events
                 return
             if time.monotonic() - idle_since >= KEEPALIVE_S:
                 idle_since = time.monotonic()
@@ -84,7 +84,7 @@ def _connected(record: Any, runs: RunManager) -> dict[str, Any]:
 
 async def stream_run(request: Request) -> StreamingResponse:
     """GET /api/runs/{id}/stream: SSE with `id:` (the event's seq) and `event:` (its type)."""
-    runs = _runs(request)
+    runs = ready_run_manager(request.app.state)
     run_id = request.path_params["run_id"]
     record = await runs.get(run_id)
     after = _start_after(request.headers.get("last-event-id") or request.query_params.get("last_event_id"))
@@ -96,10 +96,7 @@ async def stream_run(request: Request) -> StreamingResponse:
             if batch is None:
                 yield ": keepalive\n\n"
                 continue
-            yield "".join(
-                f"id: {payload['seq']}\nevent: {payload['type']}\ndata: {json.dumps(payload, ensure_ascii=False)}\n\n"
-                for payload in batch
-            )
+            yield "".join(f"id: {event.seq}\nevent: {event.type}\ndata: {event.payload_json(run_id)}\n\n" for event in batch)
 
     return StreamingResponse(
         body(),
@@ -110,12 +107,10 @@ async def stream_run(request: Request) -> StreamingResponse:
 
 async def run_websocket(websocket: WebSocket) -> None:
     """WS /ws/runs/{id}: the same events as JSON messages; answers upstream's "ping" with "pong"."""
-    runs = websocket.app.state.runs
     run_id = websocket.path_params["run_id"]
     await websocket.accept()
     try:
-        if runs is None or not runs.reconciled:
-            raise ApiError(503, "not_ready", "the server is starting; retry shortly")
+        runs = ready_run_manager(websocket.app.state)
         record = await runs.get(run_id)
         after = _start_after(websocket.query_params.get("last_event_id"))
     except ApiError as exc:
@@ -131,8 +126,8 @@ async def run_websocket(websocket: WebSocket) -> None:
             if batch is None:
                 await websocket.send_text("ping")
                 continue
-            for payload in batch:
-                await websocket.send_json(payload)
+            for event in batch:
+                await websocket.send_text(event.payload_json(run_id))
         await websocket.close(code=1000)
     except (WebSocketDisconnect, RuntimeError):
         pass

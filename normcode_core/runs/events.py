@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,16 +30,30 @@ UPSTREAM_EVENT_NAMES = {
 MAX_EVENTS_PER_READ = 1000
 
 
-def event_payload(run_id: str, event: Event) -> dict[str, Any]:
-    """The JSON sent for one event on the SSE stream and the WebSocket."""
-    return {
-        "event": UPSTREAM_EVENT_NAMES.get(event.type, event.type),
-        "type": event.type,
-        "seq": event.seq,
-        "ts": event.ts,
-        "run_id": run_id,
-        "data": event.data,
-    }
+@dataclass(frozen=True)
+class LoggedEvent:
+    """One row of the event log with its data still as the JSON text the engine wrote."""
+
+    seq: int
+    ts: float
+    type: str
+    data_json: str
+
+    def payload_json(self, run_id: str) -> str:
+        """The JSON sent for this event on the SSE stream and the WebSocket:
+        {event (upstream's name), type, seq, ts, run_id, data}. Built around the stored data text,
+        which is never parsed and re-encoded (LLM events carry whole prompts)."""
+        head = json.dumps(
+            {
+                "event": UPSTREAM_EVENT_NAMES.get(self.type, self.type),
+                "type": self.type,
+                "seq": self.seq,
+                "ts": self.ts,
+                "run_id": run_id,
+            },
+            ensure_ascii=False,
+        )
+        return f'{head[:-1]}, "data": {self.data_json}}}'
 
 
 def read_run_events(
@@ -61,6 +76,14 @@ class RunLogReader:
         self._db: sqlite3.Connection | None = None
 
     def read(self, after: int = 0, *, types: tuple[str, ...] | None = None, limit: int | None = MAX_EVENTS_PER_READ) -> list[Event]:
+        return [
+            Event(row.seq, row.ts, row.type, json.loads(row.data_json))
+            for row in self.read_logged(after, types=types, limit=limit)
+        ]
+
+    def read_logged(
+        self, after: int = 0, *, types: tuple[str, ...] | None = None, limit: int | None = MAX_EVENTS_PER_READ
+    ) -> list[LoggedEvent]:
         query = "SELECT seq, ts, type, data FROM events WHERE seq > ?"
         params: list[Any] = [after]
         if types:
@@ -79,7 +102,7 @@ class RunLogReader:
         except sqlite3.OperationalError:
             self.close()  # the engine is creating the file right now (no table yet): try again later
             return []
-        return [Event(int(seq), float(ts), kind, json.loads(data)) for seq, ts, kind, data in rows]
+        return [LoggedEvent(int(seq), float(ts), kind, data) for seq, ts, kind, data in rows]
 
     def close(self) -> None:
         if self._db is not None:

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -306,6 +306,7 @@ class RunManager:
         record = await self.get(run_id)
         if agent is not None:
             self._choose_agent(agent, {})
+        await self._require_plan(record)
         if fork:
             return await asyncio.to_thread(self._fork, record, agent)
         if record.status not in RESUMABLE_STATES:
@@ -358,7 +359,7 @@ class RunManager:
                     "question_id": qid,
                     "flow_index": event.data.get("flow_index"),
                     "question": event.data.get("question"),
-                    "asked_at": event.ts,
+                    "asked_at": datetime.fromtimestamp(event.ts, UTC).isoformat(),
                     # Ids hold '#': in a URL they must be percent-encoded, as here.
                     "answer_path": f"/api/runs/{run_id}/inputs/{quote(qid, safe='')}",
                 }
@@ -381,6 +382,7 @@ class RunManager:
             return record
         if record.status == "running":
             raise ApiError(409, "run_busy", f"run {run_id} is executing on another server; retry shortly")
+        await self._require_plan(record)
         await self.engine.call(self._record_answer, record, question_id, text)
         if record.status != "waiting_input":
             return record
@@ -389,6 +391,13 @@ class RunManager:
         )
         self._wake.set()
         return updated or await self.get(run_id)
+
+    async def _require_plan(self, record: RunRecord) -> None:
+        """The exact plan version the run ran must still be deployed for it to continue."""
+        try:
+            await asyncio.to_thread(self._deployed, record.plan_id, record.plan_version)
+        except PlanNotFound as exc:
+            raise ApiError(409, "plan_gone", f"run {record.run_id} cannot continue: {exc}") from None
 
     def _record_answer(self, record: RunRecord, question_id: str, text: str) -> None:
         """Write the answer into the run's log (no execution holds it): the next execution reads it."""
@@ -738,6 +747,14 @@ class RunManager:
 
 
 # -- helpers ----------------------------------------------------------------------------------------
+def ready_run_manager(app_state: Any) -> RunManager:
+    """The app's run manager once it has started (503 while the server is still starting)."""
+    runs = getattr(app_state, "runs", None)
+    if runs is None or not runs.reconciled:
+        raise ApiError(503, "not_ready", "the server is starting; retry shortly", headers={"Retry-After": "2"})
+    return runs
+
+
 def check_inputs(plan: Plan, inputs: dict[str, Any]) -> None:
     """Inputs must name the plan's declared inputs (or ground concepts); required ones must be set."""
     if not isinstance(inputs, dict):
@@ -805,13 +822,8 @@ def _cancel(execution: Any) -> None:
 
 
 def _stop_after_current_step(execution: Any) -> None:
-    """Ask an execution to finish the steps in flight, then stop (outcome `cancelled`)."""
-    stop = getattr(execution, "stop", None)
-    if callable(stop):
-        stop()
-    else:
-        # The engine checks this flag before each step; cancel() would also abort the step in flight.
-        execution._cancel_requested = True
+    """Let the step in flight finish (and be checkpointed), then stop (outcome `cancelled`)."""
+    execution.stop()
 
 
 def _copy_sqlite(source: Path, target: Path) -> None:
@@ -823,9 +835,3 @@ def _copy_sqlite(source: Path, target: Path) -> None:
     finally:
         dst.close()
         src.close()
-
-
-
-
-def iso(value: datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None

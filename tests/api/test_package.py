@@ -172,3 +172,12 @@ def test_safe_names() -> None:
     assert not is_safe_plan_id("..")
     assert safe_relative_path("provisions/./x.json") == safe_relative_path("provisions/x.json")
     assert safe_relative_path("a/../b") is None
+
+
+def test_conflicting_entries_and_deep_json(tmp_path: Path) -> None:
+    files = minimal_files() | {"provisions/a": "file", "provisions/a/b.txt": "under a file"}
+    problem = rejected(zip_bytes(files), tmp_path / "staging")
+    assert problem.status == 400 and "conflicts" in problem.problems[0]
+    deep = minimal_files() | {"concept_repo.json": "[" * 100_000 + "]" * 100_000}
+    problem = rejected(zip_bytes(deep), tmp_path / "staging2")
+    assert "nested too deeply" in problem.problems[0] or "invalid JSON" in problem.problems[0]

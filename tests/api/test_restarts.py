@@ -1,6 +1,9 @@
 """No run is lost when the server stops: SIGTERM interrupts runs gracefully and the next start resumes
 them; after kill -9 every run still finishes with the same result, and no LLM step that had
-completed is requested again (requests counted at the fake LLM server)."""
+completed is requested again (requests counted at the fake LLM server).
+
+Each run uses its own fake-LLM model, so a request is identified by (model, prompt hash) even when
+two runs of one plan send the same prompts."""
 
 from __future__ import annotations
 
@@ -10,21 +13,21 @@ import sqlite3
 import time
 from pathlib import Path
 
-from api.conftest import (
-    Api,
-    ApiFactory,
-    FakeLLM,
-    example_plan,
-    fixture_plan,
-    write_agents,
-)
+from api.conftest import Api, ApiFactory, FakeLLM, fixture_plan, write_agents
 
 REPLY_TOKEN = re.compile(r"fake-thinking-([0-9a-f]{8})")
+# agent name -> fake LLM model (rule set); the gold rule sets answer its prompts differently
+AGENTS = {"fake": "nc-fake-v1", "bull": "nc-fake-gold-bull-v1", "bear": "nc-fake-gold-bear-v1"}
 
 
-def completed_llm_prompts(data_dir: Path, run_ids: list[str]) -> set[str]:
-    """hash[:8] of the prompt of every LLM call recorded as completed in the runs' checkpoints."""
-    done: set[str] = set()
+def write_fake_agents(data_dir: Path, llm: FakeLLM) -> None:
+    for index, (name, model) in enumerate(AGENTS.items()):
+        write_agents(data_dir, llm, model=model, name=name, add=index > 0)
+
+
+def completed_llm_calls(data_dir: Path, run_ids: list[str]) -> set[tuple[str, str]]:
+    """(model, prompt hash[:8]) of every LLM call recorded as completed in the runs' checkpoints."""
+    done: set[tuple[str, str]] = set()
     for run_id in run_ids:
         run_db = data_dir / "runs" / run_id / "run.db"
         if not run_db.exists():
@@ -32,12 +35,17 @@ def completed_llm_prompts(data_dir: Path, run_ids: list[str]) -> set[str]:
         db = sqlite3.connect(run_db)  # the server is gone: a normal connection recovers the WAL
         try:
             for (data,) in db.execute("SELECT data FROM events WHERE type = 'llm_call'"):
-                match = REPLY_TOKEN.search(json.loads(data)["response"]["text"])
+                response = json.loads(data)["response"]
+                match = REPLY_TOKEN.search(response["text"])
                 assert match, data
-                done.add(match.group(1))
+                done.add((response["model"], match.group(1)))
         finally:
             db.close()
     return done
+
+
+def requested_after(llm: FakeLLM, first: int) -> set[tuple[str, str]]:
+    return {(request["model"], request["hash"][:8]) for request in llm.requests()[first:]}
 
 
 def statuses_in_storage(data_dir: Path) -> dict[str, str]:
@@ -55,65 +63,62 @@ def wait_for_requests(llm: FakeLLM, count: int, timeout: float = 60.0) -> None:
         time.sleep(0.01)
 
 
-def reference_results(api: Api, plans: list[str]) -> dict[str, list]:
-    """Final concepts of an uninterrupted run of each plan on the same server."""
-    results = {}
-    for plan_id in plans:
-        run = api.wait_for(api.start_run(plan_id, agent="fake")["run_id"], timeout=120)
-        assert run["status"] == "completed", run
-        results[plan_id] = api.http.get(f"/api/runs/{run['run_id']}/result").json()["final_concepts"]
-    return results
+def reference_result(api: Api, plan_id: str, agent: str) -> list:
+    """Final concepts of an uninterrupted run of the plan with the agent, on the same server."""
+    run = api.wait_for(api.start_run(plan_id, agent=agent)["run_id"], timeout=120)
+    assert run["status"] == "completed", run
+    return api.http.get(f"/api/runs/{run['run_id']}/result").json()["final_concepts"]
 
 
 def test_sigterm_interrupts_gracefully_and_the_next_start_resumes(
     api_factory: ApiFactory, data_dir: Path, fake_llm_factory
 ) -> None:
     llm = fake_llm_factory(latency_ms=400)
-    write_agents(data_dir, llm)
+    write_fake_agents(data_dir, llm)
     env = {"NORMCODE_EXECUTION__SHUTDOWN_GRACE_S": "3"}
     api = api_factory(data_dir, **env)
     api.deploy(fixture_plan("gold-investment-en"))
-    api.deploy(example_plan())
-    runs = [api.start_run("gold-investment-en", agent="fake")["run_id"], api.start_run("idea-to-tagline", agent="fake")["run_id"]]
-    wait_for_requests(llm, 3)
+    agents = ["fake", "bull"]
+    runs = [api.start_run("gold-investment-en", agent=agent)["run_id"] for agent in agents]
+    wait_for_requests(llm, 3)  # neither run can be done: each needs 10 to 12
 
     stopping = time.monotonic()
     assert api.server.stop(timeout=30) == 0  # SIGTERM
     assert time.monotonic() - stopping < 3 + 5
     assert any('"runs_stopped"' in line for line in api.server.stdout)
     assert statuses_in_storage(data_dir) == {run_id: "interrupted" for run_id in runs}
-    done_before = completed_llm_prompts(data_dir, runs)
+    done_before = completed_llm_calls(data_dir, runs)
     requests_before = llm.count()
     assert done_before  # some steps had completed
 
     restarted = api_factory(data_dir, **env)  # waits for /ready: reconciliation is done
     for run_id in runs:
         assert restarted.wait_for(run_id, timeout=120)["status"] == "completed"
-    asked_again = {r["hash"][:8] for r in llm.requests()[requests_before:]} & done_before
-    assert asked_again == set()
-    assert llm.count() <= 12 + 3 + 2  # every call once, plus at most the ones abandoned in flight
-    expected = reference_results(restarted, ["gold-investment-en", "idea-to-tagline"])
-    for run_id, plan_id in zip(runs, ["gold-investment-en", "idea-to-tagline"]):
-        assert restarted.http.get(f"/api/runs/{run_id}/result").json()["final_concepts"] == expected[plan_id]
+    assert requested_after(llm, requests_before) & done_before == set()
+    assert llm.count() <= 12 + 10 + 4  # every call once, plus at most the ones abandoned in flight
+    for run_id, agent in zip(runs, agents):
+        result = restarted.http.get(f"/api/runs/{run_id}/result").json()["final_concepts"]
+        assert result == reference_result(restarted, "gold-investment-en", agent)
 
 
 def test_kill_9_then_restart_repeats_no_completed_llm_step(
     api_factory: ApiFactory, data_dir: Path, fake_llm_factory
 ) -> None:
-    llm = fake_llm_factory(latency_ms=250)
-    write_agents(data_dir, llm)
+    llm = fake_llm_factory(latency_ms=400)
+    write_fake_agents(data_dir, llm)
     api = api_factory(data_dir)
     api.deploy(fixture_plan("gold-investment-en"))
     api.deploy(fixture_plan("derivation-iter8"))
-    plans = ["gold-investment-en", "gold-investment-en", "derivation-iter8"]
-    runs = [api.start_run(plan_id, agent="fake")["run_id"] for plan_id in plans]
-    wait_for_requests(llm, 8)
+    cases = [("gold-investment-en", "bull"), ("gold-investment-en", "bear"), ("derivation-iter8", "fake")]
+    runs = [api.start_run(plan_id, agent=agent)["run_id"] for plan_id, agent in cases]
+    wait_for_requests(llm, 6)
 
     api.server.process.kill()  # SIGKILL: no shutdown code runs at all
     api.server.process.wait(timeout=10)
     time.sleep(0.6)  # let requests in flight at the fake LLM finish logging
-    assert set(statuses_in_storage(data_dir).values()) <= {"running", "queued"}
-    done_before = completed_llm_prompts(data_dir, runs)
+    unfinished = [run_id for run_id, status in statuses_in_storage(data_dir).items() if status in ("running", "queued")]
+    assert len(unfinished) >= 2  # killed in the middle of runs
+    done_before = completed_llm_calls(data_dir, runs)
     requests_before = llm.count()
     assert len(done_before) >= 3
 
@@ -121,12 +126,11 @@ def test_kill_9_then_restart_repeats_no_completed_llm_step(
     for run_id in runs:
         run = restarted.wait_for(run_id, timeout=180)
         assert run["status"] == "completed", run
-    asked_again = {r["hash"][:8] for r in llm.requests()[requests_before:]} & done_before
+    asked_again = requested_after(llm, requests_before) & done_before
     assert asked_again == set(), f"{len(asked_again)} completed LLM steps were requested again"
-    expected = reference_results(restarted, ["gold-investment-en", "derivation-iter8"])
-    for run_id, plan_id in zip(runs, plans):
+    for run_id, (plan_id, agent) in zip(runs, cases):
         result = restarted.http.get(f"/api/runs/{run_id}/result").json()["final_concepts"]
-        assert _normalized(result, data_dir) == _normalized(expected[plan_id], data_dir)
+        assert _normalized(result, data_dir) == _normalized(reference_result(restarted, plan_id, agent), data_dir)
 
 
 def _normalized(final_concepts: list, data_dir: Path) -> str:

@@ -267,7 +267,7 @@ def test_resume_and_fork_after_a_failure(api_factory: ApiFactory, data_dir: Path
     api.deploy(example_plan())
     run = api.start_run("idea-to-tagline", agent="fake")
     deadline = time.monotonic() + 30
-    while llm.count() < 1:
+    while api.run(run["run_id"])["usage"]["llm_calls"] < 1:  # the first reply is in the run's log
         assert time.monotonic() < deadline
         time.sleep(0.01)
     llm.stop()  # the provider goes away: the next step fails, and so does the run
@@ -372,6 +372,8 @@ def test_plan_delete_refused_while_runs_are_active(api_factory: ApiFactory, data
     assert refused.status_code == 409 and refused.json()["error"] == "plan_in_use"
     assert api.wait_for(run["run_id"])["status"] == "completed"
     assert api.http.delete("/api/plans/idea-to-tagline").status_code == 200
-    # The finished run keeps its history and result.
+    # The finished run keeps its history and result, but cannot continue without its plan.
     assert api.run(run["run_id"])["plan_id"] == "idea-to-tagline"
     assert api.http.get(f"/api/runs/{run['run_id']}/result").status_code == 200
+    gone = api.http.post(f"/api/runs/{run['run_id']}/resume", params={"fork": "true"})
+    assert gone.status_code == 409 and gone.json()["error"] == "plan_gone"
