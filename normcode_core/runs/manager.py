@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from normcode_core.engine.checkpoint import Event
+from normcode_core.engine.checkpoint import Event, RunLog
 from normcode_core.engine.plan import Plan, PlanInvalid, load_plan
 from normcode_core.errors import ApiError
 from normcode_core.logging import get_logger
@@ -297,8 +297,21 @@ class RunManager:
             )
         if updated is None:
             return await self.cancel(run_id)  # it changed state meanwhile: decide again
+        if record.status != "running":
+            # No execution will write the end of this run's log: do it here, so streams end properly.
+            await asyncio.to_thread(self._log_cancelled, run_id)
         self._forget(run_id)
         return updated
+
+    def _log_cancelled(self, run_id: str) -> None:
+        run_db = self.run_dir(run_id) / "run.db"
+        if not run_db.exists():
+            return  # queued and never started: there is no log to end
+        log = RunLog(run_db)
+        try:
+            log.append("run_cancelled", {"status": "cancelled"}, durable=True)
+        finally:
+            log.close()
 
     async def resume(self, run_id: str, *, fork: bool = False, agent: str | None = None) -> RunRecord:
         """Continue a stopped run from its checkpoint, or (fork) start a new run from a copy of it."""
