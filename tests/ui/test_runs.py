@@ -180,8 +180,17 @@ def test_the_live_view_reconnects_after_a_dropped_connection_without_losing_even
         }"""
     )
     assert proxy.drop_all() >= 1
-    # The page notices, reconnects by itself, and carries on from the last event it saw.
-    expect(stream).to_contain_text("live", timeout=20_000)
+    # The page notices, reconnects by itself, and carries on from the last event it saw. Wait for
+    # the new connection before answering: answered earlier, the run could finish first and the
+    # reconnect would only replay the log to its end.
+    page.wait_for_function(
+        """() => {
+            const states = window.__streamStates;
+            const cut = states.indexOf("reconnecting");
+            return cut >= 0 && states.slice(cut).includes("live");
+        }""",
+        timeout=20_000,
+    )
     question = page.get_by_test_id("question")
     question.get_by_role("textbox").fill("after the drop")
     question.get_by_role("button", name="Answer").click()
