@@ -73,7 +73,12 @@ def make_agent(directory: Path, base_url: str, model: str = "nc-fake-v1", concur
 async def _run_one(plan_dir: Path, run_dir: Path, base_url: str | None, max_cycles: int) -> dict[str, Any]:
     from normcode_core.engine import load_plan
     from normcode_core.engine.execution import Execution
+    from normcode_core.engine.sandbox.spares import SPARES
 
+    # A server keeps a script worker booted (execution.spare_script_workers); so does this
+    # process, given time to boot it, as a server would have had between runs.
+    SPARES.configure(1)
+    time.sleep(0.3)
     started = time.perf_counter()
     plan = load_plan(plan_dir)
     loaded = time.perf_counter()

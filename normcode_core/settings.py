@@ -49,6 +49,7 @@ SCHEMA: dict[str, type | tuple[type, ...]] = {
     "execution.max_parallel_steps": int,
     "execution.script_timeout_s": (int, float),
     "execution.script_memory_mb": int,
+    "execution.spare_script_workers": int,
     "execution.resume_on_start": bool,
     "execution.shutdown_grace_s": (int, float),
     "execution.node_id": str,
@@ -76,6 +77,7 @@ POSITIVE = {
     "plans.max_package_bytes",
     "plans.max_files",
 }
+NON_NEGATIVE = {"execution.spare_script_workers"}
 AGENT_FIELDS: dict[str, type | tuple[type, ...]] = {
     "provider": str,
     "model": str,
@@ -365,6 +367,8 @@ def _validate(values: dict[str, Any], sources: dict[str, str]) -> None:
                 )
         if dotted in POSITIVE and value <= 0:
             raise SettingsError(_source(sources, dotted), dotted, f"must be positive, got {value!r}")
+        if dotted in NON_NEGATIVE and value < 0:
+            raise SettingsError(_source(sources, dotted), dotted, f"must be 0 or more, got {value!r}")
         parent[parts[-1]] = value
     url = values.get("storage", {}).get("url") or ""
     if url and not url.startswith(("sqlite:///", "postgresql+psycopg://")):

@@ -9,6 +9,7 @@ from normcode_core.agents.sdk import (
     error_from_sdk,
     missing_key_reason,
     read_api_key,
+    sdk_http_client,
 )
 from normcode_core.agents.types import AgentConfig, LLMRequest, LLMResponse
 from normcode_core.hookspecs import hookimpl
@@ -35,11 +36,14 @@ class AnthropicAgent:
         self._clients: PerLoop[anthropic.AsyncAnthropic] = PerLoop(self._new_client)
 
     def _new_client(self) -> anthropic.AsyncAnthropic:
-        return _sdk().AsyncAnthropic(
+        sdk = _sdk()
+        return sdk.AsyncAnthropic(
             api_key=read_api_key(self.config, self._key_env),
             base_url=self.config.base_url,
             timeout=self.config.timeout,
             max_retries=0,  # the registry retries, and counts every attempt
+            # Closed with the SDK client (its close() closes the HTTP client it was given).
+            http_client=sdk_http_client(sdk, self.config.timeout, tcp_keepalive=True),
         )
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from normcode_core.agents.sdk import (
     error_from_sdk,
     missing_key_reason,
     read_api_key,
+    sdk_http_client,
 )
 from normcode_core.agents.types import AgentConfig, LLMError, LLMRequest, LLMResponse
 from normcode_core.hookspecs import hookimpl
@@ -37,11 +38,14 @@ class OpenAICompatibleAgent:
         self._clients: PerLoop[openai.AsyncOpenAI] = PerLoop(self._new_client)
 
     def _new_client(self) -> openai.AsyncOpenAI:
-        return _sdk().AsyncOpenAI(
+        sdk = _sdk()
+        return sdk.AsyncOpenAI(
             api_key=read_api_key(self.config, self._key_env),
             base_url=self._base_url,
             timeout=self.config.timeout,
             max_retries=0,  # the registry retries, and counts every attempt
+            # Closed with the SDK client (its close() closes the HTTP client it was given).
+            http_client=sdk_http_client(sdk, self.config.timeout),
         )
 
     def request_body(self, request: LLMRequest) -> dict[str, Any]:

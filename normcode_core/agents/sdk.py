@@ -51,6 +51,18 @@ def read_api_key(config: AgentConfig, default_env: str) -> str:
     return key
 
 
+def sdk_http_client(sdk: Any, timeout: float, *, tcp_keepalive: bool = False) -> Any | None:
+    """An `http_client=` for a Stainless SDK module (`openai`, `anthropic`) whose connections ACK at
+    once (see agents.transport), or None, the SDK's own client, for SDK versions on plain httpx."""
+    default_client = getattr(sdk, "DefaultAsyncHttpxClient", object)
+    if not any(cls.__module__.partition(".")[0] == "httpx2" for cls in default_client.__mro__):
+        return None
+    # Imported here, as the SDKs are: httpx2 is only installed alongside the SDKs that use it.
+    from normcode_core.agents.transport import quick_ack_http_client
+
+    return quick_ack_http_client(timeout, limits=sdk.DEFAULT_CONNECTION_LIMITS, tcp_keepalive=tcp_keepalive)
+
+
 def is_retryable_status(status: int) -> bool:
     """429 and 5xx may succeed later; any other 4xx will fail the same way again."""
     return status == 429 or status >= 500

@@ -238,6 +238,11 @@ class Execution:
                 self._emit("step_failed", {"flow_index": short_flow_index(exc.flow_index), "sequence": exc.sequence, "error": str(exc.error)}, durable=True)
                 return self._finish("failed", error=str(exc), flow_index=exc.flow_index)
             except _Stopped:
+                try:
+                    await self._stop_speculation(finish=True)
+                except asyncio.CancelledError:
+                    if not self._cancel_requested:
+                        raise
                 return self._finish("cancelled", error="stopped")
             except asyncio.CancelledError:
                 if not self._cancel_requested:
@@ -258,8 +263,8 @@ class Execution:
     def stop(self) -> None:
         """Finish the step whose turn it is, then stop before the next one (outcome `cancelled`).
 
-        Steps started ahead of their turn are abandoned; the LLM replies they already received
-        are in the log, so resuming does not ask for them again."""
+        Steps started ahead of their turn run to their end first (a `cancel()` cuts that short):
+        their LLM replies are recorded, so resuming does not ask for them again."""
         self._stop_requested = True
 
     def cancel(self) -> None:
@@ -521,12 +526,19 @@ class Execution:
         for i in deferred:
             heapq.heappush(queue, i)
 
-    async def _stop_speculation(self) -> None:
+    async def _stop_speculation(self, finish: bool = False) -> None:
+        """Abandon steps started ahead of their turn; with `finish` (a graceful stop), let them
+        end first: their LLM replies are paid for and recorded, so a resumed run does not ask
+        again. The caller's cancellation (the stop's grace period ran out) still abandons them."""
         tasks = [t for t, _ in self._spec.values()]
         self._spec.clear()
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)  # discarded work
+        try:
+            if finish and tasks:
+                await asyncio.wait(tasks)
+        finally:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # discarded work
 
     def _bump(self, key: str) -> None:
         self._versions[key] = self._versions.get(key, 0) + 1

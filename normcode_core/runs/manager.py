@@ -32,6 +32,7 @@ from urllib.parse import quote
 
 from normcode_core.engine.checkpoint import Event, RunLog
 from normcode_core.engine.plan import Plan, PlanInvalid, load_plan
+from normcode_core.engine.sandbox.spares import SPARES
 from normcode_core.errors import ApiError
 from normcode_core.logging import get_logger
 from normcode_core.plans.package import PackageLimits, PackageRejected
@@ -153,6 +154,8 @@ class RunManager:
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         self._server_loop = asyncio.get_running_loop()
         self.engine.start()
+        # Spares are started on the engine thread: workers die with the thread that started them.
+        await self.engine.call(SPARES.configure, int(self.settings.get("execution.spare_script_workers", 1)))
         await asyncio.to_thread(self.plans.sweep)
         if self.settings.get("plans.deploy_examples", True):
             await asyncio.to_thread(self._deploy_examples)
@@ -190,6 +193,7 @@ class RunManager:
         for live in running:
             await asyncio.to_thread(self._mark_interrupted, live.run_id, "the server stopped before the run finished")
             self._live.pop(live.run_id, None)
+        await self.engine.call(SPARES.close)
         await asyncio.to_thread(self.engine.stop)
         logger.info("runs_stopped", interrupted=len(running))
 

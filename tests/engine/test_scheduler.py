@@ -167,3 +167,27 @@ async def test_cancel_or_stop_ends_the_run_cancelled_and_it_can_resume(tmp_path:
     assert resumed.status == "completed"
     assert len({r["hash"] for r in slow_fake_llm.requests()}) == 6
     assert len(slow_fake_llm.requests()) <= 7  # only a call abandoned in flight is repeated
+
+
+async def test_a_stop_lets_steps_started_ahead_finish_so_resume_repeats_no_call(tmp_path: Path) -> None:
+    requests: list[str] = []
+
+    async def model(request: LLMRequest) -> LLMResponse:
+        requests.append(request.messages[-1]["content"])
+        # The step whose turn it is answers first; the ones started ahead are still in flight then.
+        await asyncio.sleep(0.05 if len(requests) == 1 else 0.3)
+        return LLMResponse(text='{"thinking": "t", "result": "r"}', model="m")
+
+    plan = load_plan(write_fanout_plan(tmp_path / "plan", 8))
+    execution = Execution(plan, tmp_path / "run", llm=model, max_parallel=4)
+    task = asyncio.create_task(execution.run())
+    while not requests:
+        await asyncio.sleep(0.005)
+    execution.stop()
+    outcome = await task
+    assert outcome.status == "cancelled"
+    assert len(requests) == 4  # the step whose turn it was, and three started ahead of it
+    assert outcome.llm_calls == 4  # each one finished and was recorded
+    resumed = await execution.run()
+    assert resumed.status == "completed"
+    assert len(requests) == 8 and len(set(requests)) == 8  # nothing asked twice

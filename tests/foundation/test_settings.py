@@ -96,6 +96,7 @@ def test_variable_expansion_with_defaults(data_dir: Path) -> None:
         ("execution:\n  max_concurrent_runs: many\n", "execution.max_concurrent_runs: expected an integer, got 'many'"),
         ("execution:\n  resume_on_start: perhaps\n", "execution.resume_on_start: expected true or false"),
         ("server:\n  port: -1\n", "server.port: must be positive"),
+        ("execution:\n  spare_script_workers: -1\n", "execution.spare_script_workers: must be 0 or more"),
         ("execution: [1, 2]\n", "execution: expected a mapping"),
         ("logging:\n  format: xml\n", "logging.format: must be one of auto, json, console"),
         ("storage:\n  url: mysql://x\n", "storage.url: must start with sqlite:/// or postgresql+psycopg://"),

@@ -4,7 +4,8 @@ Replies come from the shared fixture's `fake_llm.reply_for` (the same pure funct
 prompt the oracle corpus was recorded with). On top of it: every request is captured (path,
 headers, JSON body), faults can be queued (an HTTP status with headers, or a delay longer than
 the client's timeout), every reply can be slowed down, and the most requests in flight at once
-is measured.
+is measured, as are the TCP connections (to check keep-alive: each request names its connection).
+Like the shared fixture, replies go out as two writes (headers, then body) with Nagle on.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class CapturedRequest:
     headers: dict[str, str]  # lower-cased names
     body: dict[str, Any]
     fault: Fault | None
+    connection: int = 0  # 1, 2, ...: which TCP connection, in the order the server accepted them
 
 
 class FakeLLMServer:
@@ -56,6 +58,8 @@ class FakeLLMServer:
         self.faults: deque[Fault] = deque()
         self.in_flight = 0
         self.max_in_flight = 0
+        self.connections = 0  # accepted so far
+        self.open_connections = 0
         self._lock = threading.Lock()
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -106,10 +110,21 @@ class FakeLLMServer:
             return list(self.requests)
 
     # -- handling (called on the server's threads) ------------------------------------------
-    def _begin(self, captured_path: str, headers: dict[str, str], body: dict[str, Any]) -> Fault | None:
+    def _connected(self) -> int:
+        with self._lock:
+            self.connections += 1
+            self.open_connections += 1
+            return self.connections
+
+    def _disconnected(self) -> None:
+        with self._lock:
+            self.open_connections -= 1
+
+    def _begin(self, captured_path: str, headers: dict[str, str], body: dict[str, Any],
+               connection: int) -> Fault | None:
         with self._lock:
             fault = self.faults.popleft() if self.faults else None
-            self.requests.append(CapturedRequest(captured_path, headers, body, fault))
+            self.requests.append(CapturedRequest(captured_path, headers, body, fault, connection))
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             return fault
@@ -122,6 +137,18 @@ class FakeLLMServer:
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     fake: FakeLLMServer
+    connection_no: int  # not `connection`: StreamRequestHandler keeps the socket there
+
+    # One handler per TCP connection: it serves every request sent on it (keep-alive).
+    def setup(self) -> None:
+        super().setup()
+        self.connection_no = self.fake._connected()
+
+    def finish(self) -> None:
+        try:
+            super().finish()
+        finally:
+            self.fake._disconnected()
 
     def log_message(self, *args: Any) -> None:
         pass
@@ -135,24 +162,28 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(raw or b"{}")
         path = self.path.split("?")[0].rstrip("/")
         headers = {name.lower(): value for name, value in self.headers.items()}
-        fault = self.fake._begin(path, headers, body)
+        fault = self.fake._begin(path, headers, body, self.connection_no)
         try:
             if fault is not None and fault.delay_s:
                 time.sleep(fault.delay_s)
             if self.fake.latency_s:
                 time.sleep(self.fake.latency_s)
             if fault is not None and fault.status is not None:
-                self._send(fault.status, _error_body(path, fault.status), fault.headers)
+                reply = (fault.status, _error_body(path, fault.status), fault.headers)
             elif path in OPENAI_PATHS:
-                self._send(200, _openai_reply(body))
+                reply = (200, _openai_reply(body), {})
             elif path in ANTHROPIC_PATHS:
-                self._send(200, _anthropic_reply(body))
+                reply = (200, _anthropic_reply(body), {})
             else:
-                self._send(404, {"error": {"message": f"unknown path {path}"}})
+                reply = (404, {"error": {"message": f"unknown path {path}"}}, {})
+        finally:
+            # No longer in flight once the reply is about to leave: the client may send its next
+            # request the moment it has this one, before this thread runs again.
+            self.fake._end()
+        try:
+            self._send(*reply)
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (a timeout test): nothing to answer
-        finally:
-            self.fake._end()
 
     def _send(self, status: int, payload: Any, headers: dict[str, str] | None = None) -> None:
         data = json.dumps(payload, ensure_ascii=False).encode("utf-8")

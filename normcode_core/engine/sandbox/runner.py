@@ -1,7 +1,8 @@
 """ScriptSandbox: the engine side of the long-lived script worker of one run.
 
-One worker process per run, started on the first script call and reused for every later
-call (a fresh interpreter per step would dominate the cost of script-heavy plans). Each call
+One worker process per run, taken when the run starts (a booted spare, see spares.py, or a
+new one) and reused for every later call (a fresh interpreter per step would dominate the
+cost of script-heavy plans). Each call
 still runs the script text in fresh globals, as upstream does.
 
 Calls are pipelined: concurrent steps write their requests at once and the worker answers
@@ -29,9 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import codec
-
-WORKER_PATH = Path(__file__).resolve().parent / "worker.py"
+from . import codec, spares
 
 # A lone call polls the pipe this long before yielding to the event loop: most script calls
 # take well under a millisecond, and an event-loop round trip costs more than that.
@@ -40,9 +39,6 @@ _SPIN_S = 0.002
 # Pipe reads stay below malloc's mmap threshold (128 KiB): a 1 MiB read buffer costs an
 # mmap/mremap/munmap per read, which was most of a small call's round trip.
 _READ_CHUNK = 64 * 1024
-
-# Environment variables a script may see; everything else (API keys, tokens) stays in the server.
-_ENV_ALLOWLIST = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR", "SYSTEMROOT", "VIRTUAL_ENV")
 
 
 class ScriptFailure(Exception):
@@ -141,24 +137,21 @@ class ScriptSandbox:
         return self._ensure_worker().process.pid
 
     async def aclose(self) -> None:
+        """Release the worker without waiting for it: an idle one exits at the end of its input,
+        a busy one is killed; either is reaped later (spares.py), off the run's path."""
         self._closed = True
         worker, self._worker = self._worker, None
         if worker is None:
             return
         self._detach(worker)
+        busy = False
         for call in worker.inflight:
+            busy = True
             if not call.future.done():
                 call.future.set_exception(ScriptFailure("closed", "the script sandbox of this run was closed"))
-        try:
-            worker.process.stdin.close()
-        except OSError:
-            pass
-        try:
-            await asyncio.get_running_loop().run_in_executor(None, worker.process.wait, 2)
-        except subprocess.TimeoutExpired:
-            _kill(worker.process)
-            worker.process.wait()
-        worker.process.stdout.close()
+        if busy:
+            spares.kill_group(worker.process)
+        spares.SPARES.retire(worker.process)
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -296,7 +289,7 @@ class ScriptSandbox:
     def _stop(self, worker: _Worker) -> int | None:
         self._detach(worker)
         if worker.process.poll() is None:
-            _kill(worker.process)
+            spares.kill_group(worker.process)
         returncode = worker.process.wait()
         for stream in (worker.process.stdin, worker.process.stdout):
             try:
@@ -335,51 +328,27 @@ class ScriptSandbox:
         if self._worker is not None:
             return self._worker
         self.cwd.mkdir(parents=True, exist_ok=True)
-        env = {key: os.environ[key] for key in _ENV_ALLOWLIST if key in os.environ}
-        env.update({"PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1", "HOME": str(self.cwd)})
-        stderr: Any = subprocess.DEVNULL
+        log: str | None = None
         if self.log_path == "-":
-            stderr = None  # inherit ours
+            log = "-"  # keep ours
         elif self.log_path is not None:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
-            stderr = open(self.log_path, "ab")  # noqa: SIM115 - handed to the child, closed below
-        try:
-            process = subprocess.Popen(
-                [self.python, str(WORKER_PATH), str(self.memory_mb), str(os.getpid())],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                cwd=str(self.cwd),
-                env=env,
-                bufsize=0,
-                close_fds=True,
-                start_new_session=True,  # so a kill also ends whatever the script spawned
-            )
-        finally:
-            if stderr not in (subprocess.DEVNULL, None):
-                stderr.close()
-        os.set_blocking(process.stdin.fileno(), False)
-        os.set_blocking(process.stdout.fileno(), False)
+            log = str(self.log_path)
+        process = spares.SPARES.take(self.python)
         worker = _Worker(process)
+        # The first frame binds the worker to this run; it is never answered (frames run in order,
+        # so a failed setup shows as the worker exiting before the first call's answer).
+        worker.outbox += codec.pack({"op": "setup", "cwd": str(self.cwd), "memory_mb": self.memory_mb, "log": log})
         asyncio.get_running_loop().add_reader(process.stdout.fileno(), self._readable, worker)
         self._worker = worker
         self.workers_started += 1
+        self._flush(worker)
         return worker
 
 
 @functools.lru_cache(maxsize=256)
 def _code_id(code: str) -> str:
     return hashlib.sha256(code.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _kill(process: subprocess.Popen[bytes]) -> None:
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        try:
-            process.kill()
-        except ProcessLookupError:
-            pass
 
 
 def _describe_exit(returncode: int | None) -> str:

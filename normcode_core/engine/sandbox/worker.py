@@ -1,8 +1,10 @@
 """The script worker: a child process that runs plan scripts for one run.
 
-Started as `python worker.py MEMORY_MB PARENT_PID` with the run's working directory as cwd. It reads
-request frames on its stdin and answers on its stdout; once started, file descriptors 0 and 1
-are moved out of the way so that a script's print() goes to stderr and input() sees EOF.
+Started as `python worker.py PARENT_PID`, possibly long before a run needs it (spares.py). It
+reads request frames on its stdin and answers on its stdout. The first frame binds it to one run
+and is not answered: {"op": "setup", "cwd", "memory_mb", "log": path | "-" (keep stderr) | null}.
+Then file descriptors 0 and 1 are moved out of the way, so that a script's print() goes to the
+run's log and input() sees EOF.
 
 Requests:  {"op": "function", "id", "code_id", "code"?, "filename", "function", "params", "body"}
            {"op": "exec", "id", "code_id", "code"?, "filename", "globals"}
@@ -222,22 +224,38 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def main() -> None:
-    memory_mb = int(sys.argv[1]) if len(sys.argv) > 1 else 0
-    parent = int(sys.argv[2]) if len(sys.argv) > 2 else 0
-    _die_with_parent()
-    if parent and os.getppid() != parent:
-        return  # the engine died before the death signal was armed
-    requests = _FrameReader(os.dup(0))
-    answers = os.dup(1)
+def _bind_to_run(setup: dict) -> WorkerBody:
+    """Apply the setup frame: the run's cwd, HOME, log and memory limit."""
+    if setup.get("op") != "setup":
+        raise SystemExit("sandbox worker: the first frame must be the setup frame")
+    os.chdir(setup["cwd"])
+    os.environ["HOME"] = setup["cwd"]
+    log = setup.get("log")
+    if log != "-":
+        target = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        os.dup2(target, 2)
+        os.close(target)
     devnull = os.open(os.devnull, os.O_RDONLY)
     os.dup2(devnull, 0)
     os.close(devnull)
     os.dup2(2, 1)
     sys.stdin = open(os.devnull)  # noqa: SIM115 - lives as long as the process
     sys.stdout = os.fdopen(1, "w", buffering=1, closefd=False)
-    _limit_memory(memory_mb)
-    body = WorkerBody(os.getcwd())
+    _limit_memory(int(setup.get("memory_mb") or 0))
+    return WorkerBody(os.getcwd())
+
+
+def main() -> None:
+    parent = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    _die_with_parent()
+    if parent and os.getppid() != parent:
+        return  # the engine died before the death signal was armed
+    requests = _FrameReader(os.dup(0))
+    answers = os.dup(1)
+    setup = requests.next()
+    if setup is None:
+        return  # an unused spare, released
+    body = _bind_to_run(setup)
     while True:
         request = requests.next()
         if request is None:

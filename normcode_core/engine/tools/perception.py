@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import contextvars
+import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -29,6 +30,7 @@ SPECIAL_KEYS = {
     "save_dir": "{%{save_dir}: ",
 }
 INSTRUCTION_PREFIX = "{%{"
+_PLAIN_INT = re.compile(r"[ \t]*-?(?:0|[1-9][0-9]*)\Z")
 
 _current_ids: contextvars.ContextVar[Callable[[], str] | None] = contextvars.ContextVar("sign_ids", default=None)
 
@@ -101,6 +103,8 @@ class Perception:
             return instruction("save_path", content)
         if norm == "save_dir":
             return instruction("save_dir", content)
+        if isinstance(content, str) and _PLAIN_INT.match(content):
+            return int(content)  # what literal_eval gives, without parsing an AST (the common case)
         try:
             return ast.literal_eval(content)
         except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):

@@ -176,3 +176,85 @@ def test_the_worker_dies_with_the_engine(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(worker, 9)
     raise AssertionError("the script worker survived its engine")
+
+
+# -- spare workers (spares.py) ------------------------------------------------------------------
+
+WHERE = (
+    "import os, sys\n"
+    "def main(input_1=None):\n"
+    "    print('hello from', os.getcwd())\n"
+    "    return [os.getpid(), os.getcwd(), os.environ.get('HOME')]\n"
+)
+
+
+def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
+    import time
+
+    from normcode_core.engine.sandbox.spares import SPARES
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        SPARES.reap()
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def spares():
+    from normcode_core.engine.sandbox.spares import SPARES
+
+    SPARES.configure(1)
+    yield SPARES
+    SPARES.configure(0)
+    SPARES.close()
+
+
+async def test_a_spare_worker_serves_one_run_in_that_runs_directory(tmp_path: Path, spares) -> None:
+    spare_pid = spares._spares[0][1].pid
+    first = ScriptSandbox(tmp_path / "a", timeout_s=5, log_path=tmp_path / "a.log")
+    second = ScriptSandbox(tmp_path / "b", timeout_s=5, log_path=tmp_path / "b.log")
+    try:
+        pid_a, cwd_a, home_a = (await first.call_function(WHERE, {})).value
+        assert pid_a == spare_pid  # the booted spare, not a new interpreter
+        assert cwd_a == home_a == str(tmp_path / "a")
+        assert len(spares._spares) == 1 and spares._spares[0][1].pid != spare_pid  # replaced at once
+        pid_b, cwd_b, _ = (await second.call_function(WHERE, {})).value
+        assert pid_b != pid_a and cwd_b == str(tmp_path / "b")  # runs never share a worker
+        assert (await first.call_function(WHERE, {})).value[0] == pid_a
+    finally:
+        await first.aclose()
+        await second.aclose()
+    assert (tmp_path / "a.log").read_text().strip() == f"hello from {tmp_path / 'a'}\nhello from {tmp_path / 'a'}"
+    assert (tmp_path / "b.log").read_text().strip() == f"hello from {tmp_path / 'b'}"
+    assert _wait_gone(pid_a) and _wait_gone(pid_b)
+
+
+async def test_memory_limit_applies_to_a_spare(tmp_path: Path, spares) -> None:
+    box = ScriptSandbox(tmp_path, timeout_s=10, memory_mb=200)
+    try:
+        with pytest.raises(ScriptFailure) as caught:
+            await box.call_function("def main():\n    return len(bytearray(400 * 1024 * 1024))\n", {})
+        assert caught.value.kind == "memory"
+    finally:
+        await box.aclose()
+
+
+async def test_closing_kills_a_busy_worker_without_waiting(tmp_path: Path) -> None:
+    import asyncio
+    import time
+
+    box = ScriptSandbox(tmp_path, timeout_s=60)
+    pid = await box.worker_pid()
+    pending = asyncio.ensure_future(box.call_function("def main():\n    while True: pass\n", {}))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await box.aclose()
+    assert time.monotonic() - started < 0.5
+    with pytest.raises(ScriptFailure):
+        await pending
+    assert _wait_gone(pid)
