@@ -227,8 +227,9 @@ def main() -> int:
         verdict = "ok" if median < 0.150 else "SLOWER than the 150 ms target"
         print(f"fan-out: 20 independent LLM steps, fake LLM latency 50 ms: median {median * 1000:.0f} ms, best {best * 1000:.0f} ms "
               f"over {len(times)} runs (sequential would be >= 1000 ms) -> {verdict}")
-        print("note: fake_llm.py writes headers and body separately; with the client's delayed ACK each reply on a reused "
-              "connection takes ~40 ms more than its latency (chainllm: ~50 ms per step, upstream likewise).")
+        print("note: fake_llm.py writes headers and body separately; our provider clients re-arm TCP_QUICKACK before each "
+              "read (agents/transport.py), so a reused connection does not wait ~40 ms for a delayed ACK per reply. "
+              "Upstream's chainllm figures (~48 ms per step) include that wait.")
     finally:
         for process in (fake, slow):
             process.kill()

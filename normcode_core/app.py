@@ -197,6 +197,7 @@ class _AppFromEnvironment:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
+            _die_with_process_runner()
             try:
                 self._app = create_app()
             except (SettingsError, PluginLoadError) as exc:
@@ -207,6 +208,27 @@ class _AppFromEnvironment:
                 await send({"type": "lifespan.startup.failed", "message": str(exc)})
                 return
         await self._app(scope, receive, send)
+
+
+def _die_with_process_runner() -> None:
+    """In a worker process that hypercorn's runner spawned: die with the runner. A runner killed
+    with SIGKILL runs no code, and its worker would live on as an orphan, holding the port and
+    the runs it was executing, which a restarted server must take over (Linux only)."""
+    import multiprocessing
+    import os
+
+    parent = multiprocessing.parent_process()
+    if parent is None or not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+        import signal
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL, 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent.pid:  # the runner died before the signal was armed
+        os._exit(1)
 
 
 app = _AppFromEnvironment()

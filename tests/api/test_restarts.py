@@ -114,8 +114,15 @@ def test_kill_9_then_restart_repeats_no_completed_llm_step(
     runs = [api.start_run(plan_id, agent=agent)["run_id"] for plan_id, agent in cases]
     wait_for_requests(llm, 6)
 
+    runner = api.server.process.pid
+    workers = [int(pid) for pid in Path(f"/proc/{runner}/task/{runner}/children").read_text().split()]
+    assert workers  # bare hypercorn serves from a spawned worker process
     api.server.process.kill()  # SIGKILL: no shutdown code runs at all
     api.server.process.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in Path(f"/proc/{pid}/status").read_text() for pid in workers):
+        assert time.monotonic() < deadline, "hypercorn's worker outlived its killed runner"
+        time.sleep(0.05)
     time.sleep(0.6)  # let requests in flight at the fake LLM finish logging
     unfinished = [run_id for run_id, status in statuses_in_storage(data_dir).items() if status in ("running", "queued")]
     assert len(unfinished) >= 2  # killed in the middle of runs

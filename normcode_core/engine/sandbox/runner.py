@@ -35,6 +35,9 @@ from . import codec, spares
 # A lone call polls the pipe this long before yielding to the event loop: most script calls
 # take well under a millisecond, and an event-loop round trip costs more than that.
 _SPIN_S = 0.002
+# The first part of that polls without sleeping: being woken up by the kernel costs more than a
+# small script call takes.
+_BUSY_S = 0.0002
 
 # Pipe reads stay below malloc's mmap threshold (128 KiB): a 1 MiB read buffer costs an
 # mmap/mremap/munmap per read, which was most of a small call's round trip.
@@ -151,7 +154,7 @@ class ScriptSandbox:
                 call.future.set_exception(ScriptFailure("closed", "the script sandbox of this run was closed"))
         if busy:
             spares.kill_group(worker.process)
-        spares.SPARES.retire(worker.process)
+        spares.SPARES.retire(worker.process, self.python)
 
     # -- calls -----------------------------------------------------------------------------
 
@@ -207,11 +210,13 @@ class ScriptSandbox:
         """Poll briefly for the answer of a lone call without yielding to the event loop."""
         fd = worker.process.stdout.fileno()
         deadline = time.monotonic() + _SPIN_S
+        busy_until = time.monotonic() + _BUSY_S
         while worker is self._worker and worker.inflight and not worker.outbox:
-            remaining = deadline - time.monotonic()
+            now = time.monotonic()
+            remaining = deadline - now
             if remaining <= 0:
                 return
-            ready, _, _ = select.select([fd], [], [], remaining)
+            ready, _, _ = select.select([fd], [], [], 0 if now < busy_until else remaining)
             if ready:
                 self._readable(worker)
 

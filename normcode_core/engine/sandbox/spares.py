@@ -1,8 +1,9 @@
 """Spare script workers: interpreters started ahead of need.
 
 Starting Python takes tens of milliseconds, which a run's first script call would otherwise wait
-for. The server keeps `execution.spare_script_workers` workers booted and idle; a run takes one
-and a replacement starts at once. A spare serves exactly one run (runs never share a worker):
+for. The server keeps `execution.spare_script_workers` workers booted and idle; a run takes one,
+and a replacement boots when a run releases its worker (booting during the run would take CPU
+from it). A spare serves exactly one run (runs never share a worker):
 it learns that run's working directory, memory limit and log from its first frame (worker.py).
 """
 
@@ -72,7 +73,8 @@ class SpareWorkers:
                 elif entry_python == python and taken is None:
                     self._spares.remove(entry)
                     taken = process
-        self.fill(python)  # the replacement boots while this run works
+        # No replacement yet: a booting interpreter would take CPU from the run that just started;
+        # `retire` (the end of a run) starts it.
         return taken if taken is not None else spawn(python)
 
     def fill(self, python: str = sys.executable) -> None:
@@ -81,13 +83,13 @@ class SpareWorkers:
             while sum(1 for p, _ in self._spares if p == python) < self.size:
                 self._spares.append((python, spawn(python)))
 
-    def retire(self, process: subprocess.Popen[bytes]) -> None:
-        """A run is done with its worker: end its input (an idle worker then exits) and reap it
-        later, so the run does not wait for the process to go."""
+    def retire(self, process: subprocess.Popen[bytes], python: str = sys.executable) -> None:
+        """A run is done with its worker: end its input (an idle worker then exits), reap it later
+        (the run does not wait for the process to go), and boot the spare for the next run."""
         _close_pipes(process)
         with self._lock:
             self._retired.append((time.monotonic() + RETIRE_GRACE_S, process))
-        self.reap()
+        self.fill(python)
 
     def reap(self) -> None:
         """Collect retired workers that have exited; kill those past their grace period."""
